@@ -1,0 +1,11 @@
+"""tapegrad.jit: the numba back end.  It sees only numpy arrays and integers.
+
+``optable`` defines the opcodes, ``interpreter`` replays a tape forward and sweeps it
+backward, ``compile`` decides how kernels are compiled and cached.
+"""
+from .compile import CACHE_STATUS, package_digest
+from .interpreter import activity, backward_sweep, forward_sweep, gradient
+from .optable import CODES, NAMES, OPS
+
+__all__ = ["CACHE_STATUS", "CODES", "NAMES", "OPS", "activity", "backward_sweep", "forward_sweep",
+           "gradient", "package_digest"]

@@ -1,0 +1,195 @@
+"""Forward and backward kernels of the ops that are not elementwise.
+
+Every kernel here has one of two signatures, so the interpreter can call them uniformly:
+
+    forward(vals, ints, oo, oa, ob, n, ia, p, q)
+    backward(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b)
+
+``vals``/``adj`` are the value and adjoint arenas, ``oo``/``oa``/``ob`` the arena offsets of
+the output and operands, ``n`` the output size, ``ia`` the offset of this entry's integer
+attributes in ``ints``, ``p``/``q`` its float attributes.  Backward kernels *add* into ``adj``
+(the adjoint of a node is the sum over the entries that use it) and touch an operand's
+adjoint only when ``need_a``/``need_b`` say it leads back to a differentiated input.
+
+Axis ops see their operand as a C-ordered (pre, m, post) block reduced over the middle
+axis; the front end computes the three numbers.  Matmul is a batch of row-major GEMMs done
+by BLAS (``numba_xxgemm``, numba's own wrapper of scipy's dgemm) so that the backward products
+accumulate into the adjoint arena with beta = 1 and no temporaries.
+"""
+import math
+
+import numba
+import numpy as np
+from numba.np.linalg import _BLAS, ensure_blas
+
+from .compile import rule
+
+ensure_blas()
+_xxgemm = _BLAS().numba_xxgemm(numba.float64)
+_ONE = np.ones(1)
+_ZERO = np.zeros(1)
+
+
+@rule
+def gemm(ta, tb, m, n, k, x, ox, y, oy, beta, z, oz):
+    """z[oz:] (m, n) = beta * z + op(x) @ op(y), all row-major; op transposes when ta/tb."""
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if beta == 0.0:
+            z[oz:oz + m * n] = 0.0
+        return
+    # Row-major Z = X Y is column-major Z^T = Y^T X^T, so BLAS sees the operands swapped.
+    _xxgemm(ord("d"), ord("T") if tb else ord("N"), ord("T") if ta else ord("N"),
+            n, m, k, _ONE.ctypes, y[oy:].ctypes, k if tb else n,
+            x[ox:].ctypes, m if ta else k, (_ONE if beta != 0.0 else _ZERO).ctypes,
+            z[oz:].ctypes, n)
+
+
+@rule
+def matmul_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+    m, k, nn, batch, sa, sb = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
+    for t in range(batch):
+        gemm(False, False, m, nn, k, vals, oa + t * sa, vals, ob + t * sb, 0.0, vals, oo + t * m * nn)
+
+
+@rule
+def matmul_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+    m, k, nn, batch, sa, sb = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
+    for t in range(batch):
+        og = oo + t * m * nn
+        if need_a:  # dA += dC B^T
+            gemm(False, True, m, k, nn, adj, og, vals, ob + t * sb, 1.0, adj, oa + t * sa)
+        if need_b:  # dB += A^T dC
+            gemm(True, False, k, nn, m, vals, oa + t * sa, adj, og, 1.0, adj, ob + t * sb)
+
+
+@rule
+def gather_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+    for j in range(n):
+        vals[oo + j] = vals[oa + ints[ia + j]]
+
+
+@rule
+def gather_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+    for j in range(n):  # a scatter-add: repeated indices (broadcasts) sum their adjoints
+        adj[oa + ints[ia + j]] += adj[oo + j]
+
+
+@rule
+def sum_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            s = 0.0
+            base = oa + i * m * post + j
+            for k in range(m):
+                s += vals[base + k * post]
+            vals[oo + i * post + j] = q * s
+
+
+@rule
+def sum_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for k in range(m):
+            base = oa + (i * m + k) * post
+            for j in range(post):
+                adj[base + j] += q * adj[oo + i * post + j]
+
+
+@rule
+def max_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = oa + i * m * post + j
+            best = vals[base]
+            for k in range(1, m):
+                v = vals[base + k * post]
+                if v > best or math.isnan(v):
+                    best = v
+                    if math.isnan(v):
+                        break
+            vals[oo + i * post + j] = best
+
+
+@rule
+def max_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = oa + i * m * post + j
+            y = vals[oo + i * post + j]
+            ties = 0
+            for k in range(m):
+                ties += vals[base + k * post] == y
+            if ties == 0:  # the max is NaN: NaN in, NaN out
+                for k in range(m):
+                    adj[base + k * post] += np.nan
+                continue
+            share = adj[oo + i * post + j] / ties  # ties split the gradient evenly
+            for k in range(m):
+                if vals[base + k * post] == y:
+                    adj[base + k * post] += share
+
+
+@rule
+def logsumexp_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = oa + i * m * post + j
+            top = -np.inf
+            for k in range(m):
+                top = max(top, vals[base + k * post])
+            if not math.isfinite(top):  # all -inf, any +inf, or NaN: the answer is top
+                vals[oo + i * post + j] = top
+                continue
+            s = 0.0
+            for k in range(m):
+                s += math.exp(vals[base + k * post] - top)
+            vals[oo + i * post + j] = top + math.log(s)
+
+
+@rule
+def logsumexp_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = oa + i * m * post + j
+            y, g = vals[oo + i * post + j], adj[oo + i * post + j]
+            for k in range(m):
+                adj[base + k * post] += g * math.exp(vals[base + k * post] - y)
+
+
+@rule
+def softmax_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = i * m * post + j
+            top = -np.inf
+            for k in range(m):
+                top = max(top, vals[oa + base + k * post])
+            s = 0.0
+            for k in range(m):
+                e = math.exp(vals[oa + base + k * post] - top)
+                vals[oo + base + k * post] = e
+                s += e
+            for k in range(m):
+                vals[oo + base + k * post] /= s
+
+
+@rule
+def softmax_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = i * m * post + j
+            dot = 0.0
+            for k in range(m):
+                dot += adj[oo + base + k * post] * vals[oo + base + k * post]
+            for k in range(m):
+                y = vals[oo + base + k * post]
+                adj[oa + base + k * post] += y * (adj[oo + base + k * post] - dot)

@@ -1,0 +1,78 @@
+"""How every tapegrad kernel is compiled and cached.
+
+``kernel(fn)`` is the only way a function in this package becomes machine code.  It is
+``numba.njit`` with the options we have settled on (``error_model="numpy"`` so that 1/0 is
+inf and not an exception, no ``fastmath`` so NaN and inf keep their IEEE meaning, ``nogil``
+so replays on several Python threads run in parallel) plus an on-disk cache that is safe.
+
+Invariants
+----------
+* numba's own ``cache=True`` keys a compiled function on its *own* source file only.  The
+  interpreter calls rules and kernels defined in other modules of this package and bakes
+  the opcode numbers in as constants, so an edit to any of them would be served stale.
+  We therefore stamp every cache entry with a digest of *all* ``.py`` files in this
+  package: any edit anywhere here invalidates every kernel's cache.
+* When no cache folder is writable (read-only install, odd ``NUMBA_CACHE_DIR``), kernels
+  are compiled in memory instead.  Import never fails because of caching;
+  ``CACHE_STATUS`` says which of the two happened.
+"""
+import functools
+import hashlib
+import os
+
+import numba
+from numba.core import caching
+
+JIT_OPTIONS = dict(nogil=True, error_model="numpy", boundscheck=False)
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+CACHE_STATUS = {}  # function qualname -> "disk" or "memory"
+
+
+@functools.lru_cache(maxsize=None)
+def package_digest(package_dir=PACKAGE_DIR):
+    """sha256 over the names and contents of every .py file in ``package_dir``."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(package_dir)):
+        if name.endswith(".py"):
+            digest.update(name.encode())
+            with open(os.path.join(package_dir, name), "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def _stamped(locator_class):
+    """A numba cache locator whose freshness stamp covers the whole package."""
+
+    class PackageStampedLocator(locator_class):
+        def get_source_stamp(self):
+            return package_digest(os.path.dirname(os.path.abspath(self._py_file)))
+
+    PackageStampedLocator.__name__ = "PackageStamped" + locator_class.__name__
+    return PackageStampedLocator
+
+
+class _PackageCacheImpl(caching.CompileResultCacheImpl):
+    _locator_classes = [_stamped(c) for c in (caching.UserProvidedCacheLocator,
+                                              caching.InTreeCacheLocator,
+                                              caching.UserWideCacheLocator)]
+
+
+class _PackageFunctionCache(caching.FunctionCache):
+    _impl_class = _PackageCacheImpl
+
+
+def kernel(fn):
+    """Compile ``fn`` with numba, cached on disk under the package-wide stamp if possible."""
+    dispatcher = numba.njit(**JIT_OPTIONS)(fn)
+    try:
+        # Dispatcher.enable_caching() does exactly this with numba's own FunctionCache.
+        dispatcher._cache = _PackageFunctionCache(fn)
+        CACHE_STATUS[fn.__qualname__] = "disk"
+    except RuntimeError:  # no writable cache location: stay in memory
+        CACHE_STATUS[fn.__qualname__] = "memory"
+    return dispatcher
+
+
+def rule(fn):
+    """Compile a scalar derivative rule.  Rules are only ever inlined into cached kernels."""
+    return numba.njit(**JIT_OPTIONS)(fn)

@@ -1,0 +1,17 @@
+"""tapegrad: fast reverse-mode automatic differentiation on a flat Wengert tape.
+
+Run a function on traced inputs once to record a tape of numpy columns; replay the tape
+forward and sweep it backward with a numba-compiled interpreter as often as you like.
+
+>>> import tapegrad as tg
+>>> import tapegrad.numpy as tnp
+>>> tg.grad(lambda x: tnp.sin(x) * x)(0.0)
+0.0
+"""
+from tapegrad import numpy
+from tapegrad.api import grad, jacobian, record, value_and_grad
+from tapegrad.tape import Tape
+from tapegrad.tracer import Traced
+
+__version__ = "0.1.0"
+__all__ = ["Tape", "Traced", "grad", "jacobian", "numpy", "record", "value_and_grad"]

@@ -1,0 +1,307 @@
+"""The Tape: a recorded function as plain numpy columns, replayable at new inputs.
+
+Entries (one row per operation, in execution order)::
+
+    op    opcode (a row of tapegrad.jit.OPS)       out   output node
+    a, b  operand nodes (b = -1 for one operand)   iarg  offset of the integer attributes
+    p, q  float attributes
+
+Nodes (one row per value)::
+
+    offset, size   where the node's values sit in the arena   kind   const/input/op/alias
+    ndim, shape_start  its shape, in the ``shapes`` arena     base   storage owner (alias)
+    need           on a path from a differentiated input to the output
+
+Invariants
+----------
+* A Tape is immutable once built and holds no Python callables: it pickles, and saves to
+  ``.npz``, as its arrays plus a small description of the arguments.
+* Replays never write to the tape: each thread gets its own value and adjoint buffers,
+  so one tape can serve many threads.  Inputs are checked against the recorded shapes in
+  Python before any kernel runs.
+"""
+import threading
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+import tapegrad.jit as J
+from tapegrad import pytree
+from tapegrad.recorder import ENTRY_COLUMNS, KIND_NAMES, NODE_COLUMNS, CONST, INPUT
+
+_ONE = np.ones(1)
+
+
+def leaf_spec(x, differentiable, argpos):
+    """How an argument leaf enters the tape: ('f', shape, dtype, kind) traced, or ('s', key) static.
+
+    A static leaf (int, string, integer array of a non-differentiated argument, ...) is
+    baked into the recording; its key is part of the replay cache key, None if unhashable.
+    """
+    if isinstance(x, float) and not isinstance(x, np.floating):
+        return ("f", (), "<f8", "float")
+    if isinstance(x, (np.ndarray, np.generic)) and x.dtype.kind == "f":
+        return ("f", x.shape, x.dtype.str, "array" if isinstance(x, np.ndarray) else "scalar")
+    if differentiable:
+        dtype = np.asarray(x).dtype if isinstance(x, (int, complex, np.ndarray, np.generic)) else type(x).__name__
+        raise TypeError(f"argument {argpos} has a leaf of dtype {dtype}: gradients are taken "
+                        "with respect to float arguments only (Python floats or float arrays; "
+                        "use x.astype(float) or pass the value as a non-differentiated argument)")
+    if isinstance(x, np.ndarray):
+        return ("s", ("ndarray", x.shape, x.dtype.str, x.tobytes()))
+    try:
+        hash(x)
+        return ("s", (type(x), x))
+    except TypeError:
+        return ("s", None)
+
+
+def _shape_str(shape):
+    return "(" + ",".join(map(str, shape)) + ")"
+
+
+@dataclass(eq=False, repr=False)
+class Tape:
+    # entries
+    op: np.ndarray
+    out: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    iarg: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    # nodes
+    offset: np.ndarray
+    size: np.ndarray
+    ndim: np.ndarray
+    shape_start: np.ndarray
+    kind: np.ndarray
+    base: np.ndarray
+    need: np.ndarray
+    # arenas
+    ints: np.ndarray
+    shapes: np.ndarray
+    values: np.ndarray
+    # interface: traced input nodes (in argument-leaf order), output node, argument layout
+    inputs: np.ndarray
+    output: int
+    in_tree: tuple
+    specs: tuple
+    leaf_arg: tuple
+    argnums: tuple
+    argnums_is_int: bool
+    value_dependent: bool
+    _local: threading.local = field(default_factory=threading.local, init=False, compare=False)
+
+    @classmethod
+    def from_recording(cls, columns, inputs, output, in_tree, specs, leaf_arg, argnums,
+                       argnums_is_int, value_dependent):
+        e, n = columns["entries"], columns["nodes"]
+        traced_args = [arg for arg, spec in zip(leaf_arg, specs) if spec[0] == "f"]
+        diff = np.array([node for node, arg in zip(inputs, traced_args) if arg in argnums], np.int64)
+        need = J.activity(e["out"], e["a"], e["b"], n["base"], diff, np.int64(output))
+        return cls(**e, **n, need=need, ints=columns["ints"], shapes=columns["shapes"],
+                   values=columns["values"], inputs=np.asarray(inputs, np.int64), output=int(output),
+                   in_tree=in_tree, specs=tuple(specs), leaf_arg=tuple(leaf_arg),
+                   argnums=tuple(argnums), argnums_is_int=argnums_is_int,
+                   value_dependent=value_dependent)
+
+    # reading the tape ----------------------------------------------------------------------
+    def __len__(self):
+        return len(self.op)
+
+    @property
+    def n_nodes(self):
+        return len(self.offset)
+
+    def shape(self, node):
+        start = self.shape_start[node]
+        return tuple(int(d) for d in self.shapes[start:start + self.ndim[node]])
+
+    def recorded_value(self, node):
+        """The value node ``node`` had when the tape was recorded."""
+        return self.values[self.offset[node]:self.offset[node] + self.size[node]].reshape(self.shape(node))
+
+    def entry_str(self, i):
+        name, kind = J.NAMES[self.op[i]], J.OPS[self.op[i]].kind
+        args = str(self.a[i]) if self.b[i] < 0 else f"{self.a[i]}, {self.b[i]}"
+        attrs = ""
+        if name == "AFFINE":
+            attrs = f"; p={self.p[i]:g}, q={self.q[i]:g}"
+        elif name == "POWC":
+            attrs = f"; p={self.p[i]:g}"
+        elif name == "SUM" and self.q[i] != 1.0:
+            attrs = f"; scale={self.q[i]:g}"
+        elif kind == "array" and name != "GATHER":
+            k = 6 if name == "MATMUL" else 3
+            attrs = "; " + ",".join(str(v) for v in self.ints[self.iarg[i]:self.iarg[i] + k])
+        return f"{i}: {name}({args}{attrs}) -> {self.out[i]} {_shape_str(self.shape(self.out[i]))}"
+
+    def __str__(self):
+        leaves = ", ".join(f"{n} {_shape_str(self.shape(n))}" for n in self.inputs)
+        consts = int(np.sum(self.kind == CONST))
+        head = (f"Tape: {len(self)} entries, {self.n_nodes} nodes, {len(self.values)} floats\n"
+                f"inputs: {leaves or '-'}; constants: {consts}; output: {self.output} "
+                f"{_shape_str(self.shape(self.output))}")
+        return "\n".join([head] + [self.entry_str(i) for i in range(len(self))])
+
+    def __repr__(self):
+        return (f"<Tape: {len(self)} entries, {self.n_nodes} nodes, "
+                f"output shape {self.shape(self.output)}>")
+
+    # replaying ------------------------------------------------------------------------------
+    def _workspace(self):
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            # the arena already holds the constants; inputs and op results are overwritten
+            ws = self._local.ws = (self.values.copy(), np.empty_like(self.values))
+        return ws
+
+    def _columns(self):
+        return (self.op, self.out, self.a, self.b, self.iarg, self.p, self.q, self.offset, self.size)
+
+    def _bind(self, args):
+        """Check ``args`` against the recording and write them into this thread's buffers."""
+        if self.value_dependent:
+            raise ValueError("this tape branched on a traced value (float(), bool(), a comparison) "
+                             "when it was recorded; replaying it elsewhere could follow the wrong "
+                             "branch. Record it again at the new inputs, or use tapegrad.grad, "
+                             "which does so for you")
+        leaves, treedef = pytree.flatten(tuple(args))
+        if treedef != self.in_tree:
+            raise ValueError(f"arguments have structure {treedef}, the tape was recorded with "
+                             f"{self.in_tree}")
+        for i, (leaf, spec) in enumerate(zip(leaves, self.specs)):
+            got = np.shape(leaf)
+            if spec[0] == "f" and got != spec[1]:
+                raise ValueError(f"argument {self.leaf_arg[i]}: the tape was recorded for shape "
+                                 f"{spec[1]}, got shape {got}")
+            if spec[0] == "f" and np.asarray(leaf).dtype.kind not in "fiu":
+                raise TypeError(f"argument {self.leaf_arg[i]}: expected a float array, got dtype "
+                                f"{np.asarray(leaf).dtype}")
+            if spec[0] == "s" and leaf_spec(leaf, False, self.leaf_arg[i]) != spec:
+                raise ValueError(f"argument {self.leaf_arg[i]}: this non-float value was baked into "
+                                 "the tape when it was recorded and has changed; record again")
+        return self._load(leaves)
+
+    def _load(self, leaves):
+        vals, adj = self._workspace()
+        nodes = iter(self.inputs)
+        for leaf, spec in zip(leaves, self.specs):
+            if spec[0] == "f":
+                node = next(nodes)
+                start = self.offset[node]
+                if spec[3] == "float":
+                    vals[start] = leaf
+                else:
+                    vals[start:start + self.size[node]] = np.ravel(leaf)
+        return vals, adj
+
+    def _output(self, vals):
+        start, shape = self.offset[self.output], self.shape(self.output)
+        value = vals[start:start + self.size[self.output]]
+        return float(value[0]) if shape == () else value.reshape(shape).copy()
+
+    def _diff_leaves(self):
+        """(node, spec, argument) of every differentiated leaf, in argument order."""
+        traced = [(spec, arg) for spec, arg in zip(self.specs, self.leaf_arg) if spec[0] == "f"]
+        return [(node, spec, arg) for node, (spec, arg) in zip(self.inputs, traced) if arg in self.argnums]
+
+    def _adjoint(self, adj, node):
+        if not self.need[node]:  # the output does not depend on this input
+            return np.zeros(self.size[node])
+        return adj[self.offset[node]:self.offset[node] + self.size[node]]
+
+    def _assemble(self, leaves):
+        """Put one value per differentiated leaf back into the arguments' structures."""
+        per_arg = {k: [] for k in self.argnums}
+        for (node, spec, arg), leaf in zip(self._diff_leaves(), leaves):
+            per_arg[arg].append(leaf)
+        trees = pytree.children(self.in_tree)
+        grads = tuple(pytree.unflatten(trees[k], per_arg[k]) for k in self.argnums)
+        return grads[0] if self.argnums_is_int else grads
+
+    def _gradients(self, adj):
+        """The gradient for each differentiated argument, shaped and typed like it."""
+        leaves = []
+        for node, (_, shape, dtype, kind), _ in self._diff_leaves():
+            g = self._adjoint(adj, node)
+            if kind == "float":
+                leaves.append(float(g[0]))
+            elif kind == "scalar":
+                leaves.append(np.dtype(dtype).type(g[0]))
+            else:
+                leaves.append(g.reshape(shape).astype(dtype, copy=True))
+        return self._assemble(leaves)
+
+    def _check_scalar_output(self, what):
+        shape = self.shape(self.output)
+        if shape != ():
+            raise TypeError(f"{what} needs a function with a scalar output, but the output has "
+                            f"shape {shape}; use tapegrad.jacobian for non-scalar outputs")
+
+    def _sweep(self, vals, adj, seed, replay):
+        J.gradient(*self._columns(), self.need, self.ints, vals, adj, self.output, seed, replay)
+
+    def forward(self, *args):
+        """The function's value at ``args``, computed by replaying the tape."""
+        vals, _ = self._bind(args)
+        J.forward_sweep(*self._columns(), self.ints, vals)
+        return self._output(vals)
+
+    def value_and_gradient(self, *args):
+        """(value, gradient) at ``args``: one forward replay and one backward sweep."""
+        self._check_scalar_output("gradient")
+        vals, adj = self._bind(args)
+        self._sweep(vals, adj, _ONE, True)
+        return self._output(vals), self._gradients(adj)
+
+    def gradient(self, *args):
+        """Gradient of the (scalar) output with respect to the arguments in ``argnums``."""
+        return self.value_and_gradient(*args)[1]
+
+    def jacobian(self, *args):
+        """d output / d argument, shaped output.shape + argument.shape, by one sweep per output."""
+        vals, adj = self._bind(args)
+        J.forward_sweep(*self._columns(), self.ints, vals)
+        return self._jacobian_rows(vals, adj)
+
+    def _jacobian_rows(self, vals, adj):
+        out_shape, m = self.shape(self.output), int(self.size[self.output])
+        leaves = self._diff_leaves()
+        jac = [np.empty((m, self.size[node])) for node, _, _ in leaves]
+        seed = np.zeros(m)
+        for i in range(m):  # row i of the Jacobian is the gradient of output element i
+            seed[:] = 0.0
+            seed[i] = 1.0
+            self._sweep(vals, adj, seed, False)
+            for rows, (node, _, _) in zip(jac, leaves):
+                rows[i] = self._adjoint(adj, node)
+        return self._assemble([rows.reshape(out_shape + spec[1]).astype(spec[2])
+                               for rows, (_, spec, _) in zip(jac, leaves)])
+
+    # persistence ---------------------------------------------------------------------------
+    _META = ("output", "in_tree", "specs", "leaf_arg", "argnums", "argnums_is_int", "value_dependent")
+
+    def __getstate__(self):
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_local"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def save(self, path):
+        """Save as ``.npz``: one array per column and arena, the argument layout pickled."""
+        import pickle
+        arrays = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name != "_local" and f.name not in self._META}
+        meta = pickle.dumps({k: getattr(self, k) for k in self._META})
+        np.savez(path, **arrays, meta=np.frombuffer(meta, dtype=np.uint8))
+
+    @classmethod
+    def load(cls, path):
+        import pickle
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files if k != "meta"}
+            meta = pickle.loads(data["meta"].tobytes())
+        return cls(**arrays, **meta)
