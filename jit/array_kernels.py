@@ -9,7 +9,9 @@ Every kernel here has one of two signatures, so the interpreter can call them un
 the output and operands, ``n`` the output size, ``ia`` the offset of this entry's integer
 attributes in ``ints``, ``p``/``q`` its float attributes.  Backward kernels *add* into ``adj``
 (the adjoint of a node is the sum over the entries that use it) and touch an operand's
-adjoint only when ``need_a``/``need_b`` say it leads back to a differentiated input.
+adjoint only when ``need_a``/``need_b`` are nonzero (it leads back to a differentiated
+input).  A value of 2 (``interpreter.SET``) lets a kernel whose row has ``overwrites`` set
+assign that adjoint instead: the interpreter did not zero it.
 
 Axis ops see their operand as a C-ordered (pre, m, post) block reduced over the middle
 axis; the front end computes the three numbers.  Matmul is a batch of row-major GEMMs done
@@ -23,6 +25,7 @@ import numpy as np
 from numba.np.linalg import _BLAS, ensure_blas
 
 from .compile import rule
+from .vmath import vexp
 
 ensure_blas()
 _xxgemm = _BLAS().numba_xxgemm(numba.float64)
@@ -58,10 +61,14 @@ def matmul_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
     m, k, nn, batch, sa, sb = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
     for t in range(batch):
         og = oo + t * m * nn
-        if need_a:  # dA += dC B^T
-            gemm(False, True, m, k, nn, adj, og, vals, ob + t * sb, 1.0, adj, oa + t * sa)
-        if need_b:  # dB += A^T dC
-            gemm(True, False, k, nn, m, vals, oa + t * sa, adj, og, 1.0, adj, ob + t * sb)
+        # dA += dC B^T and dB += A^T dC; told to overwrite, the first product of each
+        # adjoint block assigns (beta = 0) and nothing had to be zeroed.
+        if need_a:
+            beta = 0.0 if need_a == 2 and (t == 0 or sa != 0) else 1.0
+            gemm(False, True, m, k, nn, adj, og, vals, ob + t * sb, beta, adj, oa + t * sa)
+        if need_b:
+            beta = 0.0 if need_b == 2 and (t == 0 or sb != 0) else 1.0
+            gemm(True, False, k, nn, m, vals, oa + t * sa, adj, og, beta, adj, ob + t * sb)
 
 
 @rule
@@ -91,6 +98,13 @@ def sum_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
 @rule
 def sum_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
     pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    if post == 1:
+        for i in range(pre):
+            g = q * adj[oo + i]
+            ga = adj[oa + i * m:oa + (i + 1) * m]
+            for k in range(m):
+                ga[k] += g
+        return
     for i in range(pre):
         for k in range(m):
             base = oa + (i * m + k) * post
@@ -148,7 +162,7 @@ def logsumexp_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
                 continue
             s = 0.0
             for k in range(m):
-                s += math.exp(vals[base + k * post] - top)
+                s += vexp(vals[base + k * post] - top)
             vals[oo + i * post + j] = top + math.log(s)
 
 
@@ -160,7 +174,7 @@ def logsumexp_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
             base = oa + i * m * post + j
             y, g = vals[oo + i * post + j], adj[oo + i * post + j]
             for k in range(m):
-                adj[base + k * post] += g * math.exp(vals[base + k * post] - y)
+                adj[base + k * post] += g * vexp(vals[base + k * post] - y)
 
 
 @rule
@@ -174,7 +188,7 @@ def softmax_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
                 top = max(top, vals[oa + base + k * post])
             s = 0.0
             for k in range(m):
-                e = math.exp(vals[oa + base + k * post] - top)
+                e = vexp(vals[oa + base + k * post] - top)
                 vals[oo + base + k * post] = e
                 s += e
             for k in range(m):

@@ -13,7 +13,9 @@ Invariants
   the node table; nothing else.  Opcodes are the constants of ``optable``.
 * ``vals`` and ``adj`` are the caller's work buffers, never the tape's own arrays, so one
   tape can be replayed from several threads at once (the kernels release the GIL).
-* Only nodes with ``need[node]`` (on a path from a differentiated input to the output)
+* The interpreter runs a *program*: the tape's entry columns with node ids replaced by
+  arena offsets, one 64-byte row per entry (``PROG_COLUMNS``), float attributes beside.
+* Only nodes on a path from a differentiated input to the output (the ``need`` bits)
   have their adjoints zeroed, read or written.
 """
 import types
@@ -32,12 +34,21 @@ for _row in T.OPS:
     setattr(F, _row.name, _row.forward)
     setattr(B, _row.name, _row.backward)
 
+# A program row, derived from the tape's columns for the interpreter: everything one entry
+# needs sits in one 64-byte row, arena offsets already looked up in the node table.
+PROG_COLUMNS = ("op", "out_offset", "a_offset", "b_offset", "size", "iarg", "need", "pad")
+# The need column: bit 0 says the output's adjoint matters at all; bits 1-2 and 3-4 say
+# what to do with operand a's and b's adjoints: 0 nothing, ADD accumulate, SET overwrite
+# (this entry is the first to reach that adjoint and writes all of it, so it was not zeroed).
+NEED_OUT, ADD, SET, A_SHIFT, B_SHIFT = 1, 1, 2, 1, 3
+
 
 @kernel
-def forward_sweep(op, out, a, b, iarg, p, q, offset, size, ints, vals):
+def forward_sweep(prog, attrs, ints, vals):
     """Recompute every entry's value, first to last (the lectures' forward pass)."""
-    for e in range(op.shape[0]):
-        o, oo, n, oa, ob, ia, pe, qe = op[e], offset[out[e]], size[out[e]], offset[a[e]], offset[b[e]], iarg[e], p[e], q[e]
+    for e in range(prog.shape[0]):
+        o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
+        pe, qe = attrs[e, 0], attrs[e, 1]
         if o == T.AFFINE:      map_fwd(F.AFFINE, vals, oo, oa, n, pe, qe)
         elif o == T.POWC:      map_fwd(F.POWC, vals, oo, oa, n, pe, qe)
         elif o == T.EXP:       map_fwd(F.EXP, vals, oo, oa, n, pe, qe)
@@ -63,13 +74,14 @@ def forward_sweep(op, out, a, b, iarg, p, q, offset, size, ints, vals):
 
 
 @kernel
-def backward_sweep(op, out, a, b, iarg, p, q, offset, size, need, ints, vals, adj):
+def backward_sweep(prog, attrs, ints, vals, adj):
     """grad_table: walk the entries last to first, adding each one's VJP to its operands."""
-    for e in range(op.shape[0] - 1, -1, -1):
-        if not need[out[e]]:
+    for e in range(prog.shape[0] - 1, -1, -1):
+        need = prog[e, 6]
+        if need == 0:  # no differentiated input upstream, or no path to the output
             continue
-        o, oo, n, oa, ob, ia, pe, qe = op[e], offset[out[e]], size[out[e]], offset[a[e]], offset[b[e]], iarg[e], p[e], q[e]
-        na, nb = need[a[e]] != 0, b[e] >= 0 and need[b[e]] != 0
+        o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
+        pe, qe, na, nb = attrs[e, 0], attrs[e, 1], (need >> A_SHIFT) & 3, (need >> B_SHIFT) & 3
         if o == T.AFFINE:      map_bwd(B.AFFINE, vals, adj, oo, oa, n, pe, qe)
         elif o == T.POWC:      map_bwd(B.POWC, vals, adj, oo, oa, n, pe, qe)
         elif o == T.EXP:       map_bwd(B.EXP, vals, adj, oo, oa, n, pe, qe)
@@ -95,56 +107,84 @@ def backward_sweep(op, out, a, b, iarg, p, q, offset, size, need, ints, vals, ad
 
 
 @kernel
-def gradient(op, out, a, b, iarg, p, q, offset, size, need, ints, vals, adj, root, seed, replay):
-    """Optionally replay forward, then seed adj[root] with ``seed`` and sweep backward."""
+def gradient(prog, attrs, ints, vals, adj, zero, root, seed, replay):
+    """Optionally replay forward; zero the adjoint blocks ``zero`` (start, stop rows), seed
+    adj[root:] with ``seed`` and sweep backward."""
     if replay:
-        forward_sweep(op, out, a, b, iarg, p, q, offset, size, ints, vals)
-    for node in range(offset.shape[0]):
-        if need[node]:
-            adj[offset[node]:offset[node] + size[node]] = 0.0
-    adj[offset[root]:offset[root] + size[root]] = seed
-    backward_sweep(op, out, a, b, iarg, p, q, offset, size, need, ints, vals, adj)
+        forward_sweep(prog, attrs, ints, vals)
+    for r in range(zero.shape[0]):
+        for j in range(zero[r, 0], zero[r, 1]):
+            adj[j] = 0.0
+    for j in range(seed.shape[0]):
+        adj[root + j] = seed[j]
+    backward_sweep(prog, attrs, ints, vals, adj)
 
 
 # --- the elementwise loops around the scalar rules -------------------------------------
+# Each has a one-element path small enough for LLVM to inline into the interpreter (scalar
+# code is all one-element entries) and a block path over array views, which LLVM
+# vectorises (index arithmetic on the whole arena would defeat that).
+#
 # A zip entry's ints are (d0, d1, sa0, sa1, sb0, sb1): the output as a C-ordered d0 x d1
 # block and each operand's strides in it (0 along a broadcast axis).  The front end folds
 # every broadcast that fits two axes into this; the rare rest get an explicit GATHER.
 
 @rule
 def map_fwd(f, vals, oo, oa, n, p, q):
-    for j in range(n):
-        vals[oo + j] = f(vals[oa + j], p, q)
+    if n == 1:
+        vals[oo] = f(vals[oa], p, q)
+    else:
+        map_fwd_block(f, vals[oo:oo + n], vals[oa:oa + n], p, q)
+
+
+@rule
+def map_fwd_block(f, y, a, p, q):
+    for j in range(y.shape[0]):
+        y[j] = f(a[j], p, q)
 
 
 @rule
 def map_bwd(df, vals, adj, oo, oa, n, p, q):
-    for j in range(n):
-        adj[oa + j] += df(adj[oo + j], vals[oa + j], vals[oo + j], p, q)
+    if n == 1:
+        adj[oa] += df(adj[oo], vals[oa], vals[oo], p, q)
+    else:
+        map_bwd_block(df, adj[oo:oo + n], vals[oa:oa + n], vals[oo:oo + n], adj[oa:oa + n], p, q)
+
+
+@rule
+def map_bwd_block(df, g, a, y, ga, p, q):
+    for j in range(g.shape[0]):
+        ga[j] += df(g[j], a[j], y[j], p, q)
 
 
 @rule
 def zip_fwd(f, vals, ints, oo, oa, ob, n, ia):
-    if n == 1:  # scalar code: skip the pattern
+    if n == 1:
         vals[oo] = f(vals[oa], vals[ob])
-        return
+    else:
+        zip_fwd_block(f, vals, ints, oo, oa, ob, ia)
+
+
+@rule
+def zip_fwd_block(f, vals, ints, oo, oa, ob, ia):
     d0, d1, sa0, sa1, sb0, sb1 = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
     for i in range(d0):
         jo, ja, jb = oo + i * d1, oa + i * sa0, ob + i * sb0
-        if sa1 == 1 and sb1 == 1:  # the common contiguous cases, written out so they vectorise
+        y = vals[jo:jo + d1]
+        if sa1 == 1 and sb1 == 1:
+            a, b = vals[ja:ja + d1], vals[jb:jb + d1]
             for k in range(d1):
-                vals[jo + k] = f(vals[ja + k], vals[jb + k])
-        elif sb1 == 0:
-            vb = vals[jb]
+                y[k] = f(a[k], b[k])
+        elif sa1 == 1:  # b is one number per row
+            a, vb = vals[ja:ja + d1], vals[jb]
             for k in range(d1):
-                vals[jo + k] = f(vals[ja + k * sa1], vb)
-        elif sa1 == 0:
-            va = vals[ja]
+                y[k] = f(a[k], vb)
+        elif sb1 == 1:
+            va, b = vals[ja], vals[jb:jb + d1]
             for k in range(d1):
-                vals[jo + k] = f(va, vals[jb + k * sb1])
-        else:
-            for k in range(d1):
-                vals[jo + k] = f(vals[ja + k * sa1], vals[jb + k * sb1])
+                y[k] = f(va, b[k])
+        else:  # both one number per row
+            y[:] = f(vals[ja], vals[jb])
 
 
 @rule
@@ -155,19 +195,48 @@ def zip_bwd(df, vals, adj, ints, oo, oa, ob, n, ia, need_a, need_b):
             adj[oa] += da
         if need_b:
             adj[ob] += db
-        return
+    else:
+        zip_bwd_block(df, vals, adj, ints, oo, oa, ob, ia, need_a, need_b)
+
+
+@rule
+def zip_bwd_block(df, vals, adj, ints, oo, oa, ob, ia, need_a, need_b):
     d0, d1, sa0, sa1, sb0, sb1 = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
     for i in range(d0):
         jo, ja, jb = oo + i * d1, oa + i * sa0, ob + i * sb0
-        for k in range(d1):
-            da, db = df(adj[jo + k], vals[ja + k * sa1], vals[jb + k * sb1], vals[jo + k])
-            if need_a:
-                adj[ja + k * sa1] += da
-            if need_b:
-                adj[jb + k * sb1] += db
+        g, y = adj[jo:jo + d1], vals[jo:jo + d1]
+        if sa1 == 1 and sb1 == 1:
+            a, b, ga, gb = vals[ja:ja + d1], vals[jb:jb + d1], adj[ja:ja + d1], adj[jb:jb + d1]
+            if need_a and need_b:
+                for k in range(d1):
+                    da, db = df(g[k], a[k], b[k], y[k])
+                    ga[k] += da
+                    gb[k] += db
+            elif need_a:
+                for k in range(d1):
+                    ga[k] += df(g[k], a[k], b[k], y[k])[0]
+            else:
+                for k in range(d1):
+                    gb[k] += df(g[k], a[k], b[k], y[k])[1]
+        else:  # an operand broadcast along the row: its adjoint is a sum
+            sa, sb = 0.0, 0.0
+            for k in range(d1):
+                da, db = df(g[k], vals[ja + k * sa1], vals[jb + k * sb1], y[k])
+                if sa1 == 0:
+                    sa += da
+                elif need_a:
+                    adj[ja + k] += da
+                if sb1 == 0:
+                    sb += db
+                elif need_b:
+                    adj[jb + k] += db
+            if need_a and sa1 == 0:
+                adj[ja] += sa
+            if need_b and sb1 == 0:
+                adj[jb] += sb
 
 
-@kernel
+@kernel(allocates=True)
 def activity(out, a, b, base, diff, root):
     """need[node]: the node lies on a path from a differentiated input to ``root``.
 

@@ -11,6 +11,9 @@ and the generated tests are all derived from ``OPS``, so an op cannot exist with
                                         forward(a, b) -> y;     backward(g, a, b, y) -> (da, db)
 * ``array`` whole-array kernels with the signatures documented in ``array_kernels``.
 
+``overwrites`` marks a backward kernel that can assign an operand's whole adjoint instead
+of adding to it (see ``interpreter.SET``), which saves zeroing it first.
+
 ``p`` and ``q`` are the entry's float attributes (the constants of AFFINE and POWC, the
 scale of SUM).  Elementwise rules act on one float; the loops around them live next to the
 interpreter.  Backward rules return the vector-Jacobian product, the lecture's
@@ -21,15 +24,9 @@ from collections import namedtuple
 
 from . import array_kernels as K
 from .compile import rule
+from .vmath import vexp, vsigmoid
 
-Op = namedtuple("Op", "name kind arity forward backward doc")
-
-
-def _sigmoid(a, p, q):
-    if a >= 0.0:  # never exponentiate a large positive number
-        return 1.0 / (1.0 + math.exp(-a))
-    e = math.exp(a)
-    return e / (1.0 + e)
+Op = namedtuple("Op", "name kind arity forward backward doc overwrites", defaults=(False,))
 
 
 def _powc(a, p, q):
@@ -60,7 +57,7 @@ OPS = (
     # name        kind    arity forward                                   backward                                          doc
     Op("AFFINE",    "map",   1, rule(lambda a, p, q: p * a + q),           rule(lambda g, a, y, p, q: g * p),               "p*a + q: arithmetic with a Python-number constant"),
     Op("POWC",      "map",   1, rule(_powc),                               rule(_powc_vjp),                                 "a**p for a constant exponent p"),
-    Op("EXP",       "map",   1, rule(lambda a, p, q: math.exp(a)),         rule(lambda g, a, y, p, q: g * y),               "exponential"),
+    Op("EXP",       "map",   1, rule(lambda a, p, q: vexp(a))    ,         rule(lambda g, a, y, p, q: g * y),               "exponential"),
     Op("LOG",       "map",   1, rule(lambda a, p, q: math.log(a) if a > 0.0 else (-math.inf if a == 0.0 else math.nan)),
                                                                            rule(lambda g, a, y, p, q: g / a),               "natural logarithm"),
     Op("SQRT",      "map",   1, rule(lambda a, p, q: math.sqrt(a) if a >= 0.0 else math.nan),
@@ -70,7 +67,7 @@ OPS = (
     Op("TANH",      "map",   1, rule(lambda a, p, q: math.tanh(a)),        rule(lambda g, a, y, p, q: g * (1.0 - y * y)),   "hyperbolic tangent"),
     Op("LOG1P",     "map",   1, rule(lambda a, p, q: math.log1p(a) if a >= -1.0 else math.nan),
                                                                            rule(lambda g, a, y, p, q: g / (1.0 + a)),       "log(1 + a), accurate for small a"),
-    Op("SIGMOID",   "map",   1, rule(_sigmoid),                            rule(lambda g, a, y, p, q: g * y * (1.0 - y)),   "logistic 1/(1 + exp(-a)), overflow-free"),
+    Op("SIGMOID",   "map",   1, rule(lambda a, p, q: vsigmoid(a)),        rule(lambda g, a, y, p, q: g * y * (1.0 - y)),   "logistic 1/(1 + exp(-a)), overflow-free"),
     Op("ADD",       "zip",   2, rule(lambda a, b: a + b),                  rule(lambda g, a, b, y: (g, g)),                 "a + b"),
     Op("SUB",       "zip",   2, rule(lambda a, b: a - b),                  rule(lambda g, a, b, y: (g, -g)),                "a - b"),
     Op("MUL",       "zip",   2, rule(lambda a, b: a * b),                  rule(lambda g, a, b, y: (g * b, g * a)),         "a * b"),
@@ -82,7 +79,7 @@ OPS = (
     Op("MAX",       "array", 1, K.max_fwd,                                 K.max_bwd,                                       "max over the middle axis of (pre, m, post)"),
     Op("LOGSUMEXP", "array", 1, K.logsumexp_fwd,                           K.logsumexp_bwd,                                 "log(sum(exp(a))) over one axis, shifted by the max"),
     Op("SOFTMAX",   "array", 1, K.softmax_fwd,                             K.softmax_bwd,                                   "exp(a - logsumexp(a)) along one axis"),
-    Op("MATMUL",    "array", 2, K.matmul_fwd,                              K.matmul_bwd,                                    "batched row-major (m, k) @ (k, n) by BLAS"),
+    Op("MATMUL",    "array", 2, K.matmul_fwd,                              K.matmul_bwd,                                    "batched row-major (m, k) @ (k, n) by BLAS", True),
     Op("GATHER",    "array", 1, K.gather_fwd,                              K.gather_bwd,                                    "y.flat[j] = a.flat[idx[j]]: indexing, transpose, broadcast"),
 )
 

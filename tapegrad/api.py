@@ -49,15 +49,17 @@ def _signature(args, argnums):
 
 def _record(f, args, kwargs, argnums, is_int, leaves, treedef, specs, leaf_arg):
     rec = Recorder()
-    inputs, traced = [], []
-    for leaf, spec in zip(leaves, specs):
-        if spec[0] == "f":
-            value = np.array(leaf, dtype=np.float64)
-            node = rec.node(value, INPUT)
-            inputs.append(node)
-            traced.append(Traced(rec, node, value))
-        else:
-            traced.append(leaf)
+    # Differentiated leaves get the first input nodes, so their values - and adjoints -
+    # form one block at the start of the arena, copied out in one go.
+    traced = list(leaves)
+    diff_first = sorted((spec[0] == "f" and arg not in argnums, i)
+                        for i, (spec, arg) in enumerate(zip(specs, leaf_arg)) if spec[0] == "f")
+    node_of = {}
+    for _, i in diff_first:
+        value = np.array(leaves[i], dtype=np.float64)
+        node_of[i] = rec.node(value, INPUT)
+        traced[i] = Traced(rec, node_of[i], value)
+    inputs = [node_of[i] for i in sorted(node_of)]
     out = f(*pytree.unflatten(treedef, traced), **kwargs)
     if isinstance(out, Traced):
         if out._rec is not rec:
@@ -121,8 +123,7 @@ class _Transformed:
                     self._tapes.popitem(last=False)
         vals, adj = tape._load(leaves)
         if self._mode == "jacobian":
-            from tapegrad.jit import forward_sweep
-            forward_sweep(*tape._columns(), tape.ints, vals)
+            tape._replay(vals)
             return tape._jacobian_rows(vals, adj)
         tape._sweep(vals, adj, np.ones(1), True)
         grads = tape._gradients(adj)

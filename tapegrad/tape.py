@@ -21,7 +21,7 @@ Invariants
   Python before any kernel runs.
 """
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -54,6 +54,52 @@ def leaf_spec(x, differentiable, argpos):
         return ("s", (type(x), x))
     except TypeError:
         return ("s", None)
+
+
+def _program(tape):
+    """The interpreter's view of a tape: one row of offsets per entry (see PROG_COLUMNS),
+    the float attributes, and the merged arena blocks whose adjoints must be zeroed."""
+    n_entries, n_nodes = len(tape.op), len(tape.offset)
+    has_b = tape.b >= 0
+    b = np.where(has_b, tape.b, 0)
+    live = tape.need[tape.out] != 0
+    mode_a = np.where(live & (tape.need[tape.a] != 0), J.ADD, 0)
+    mode_b = np.where(live & has_b & (tape.need[b] != 0), J.ADD, 0)
+    # An operand's adjoint may be assigned instead of accumulated (and not zeroed) when its
+    # first contributor in the backward sweep - the last live user on the tape - writes it
+    # all.  Within one entry a is handled before b, so only a can be first of a pair.
+    base_a, base_b = tape.base[tape.a], tape.base[b]
+    last_user = np.full(n_nodes, -1)
+    order = np.arange(n_entries)
+    np.maximum.at(last_user, base_a[mode_a != 0], order[mode_a != 0])
+    np.maximum.at(last_user, base_b[mode_b != 0], order[mode_b != 0])
+    overwrites = np.array([row.overwrites for row in J.OPS])[tape.op]
+    set_a = overwrites & (mode_a != 0) & (last_user[base_a] == order)
+    set_b = overwrites & (mode_b != 0) & (last_user[base_b] == order) & ~(set_a & (base_a == base_b))
+    mode_a[set_a], mode_b[set_b] = J.SET, J.SET
+
+    prog = np.zeros((n_entries, len(J.PROG_COLUMNS)), np.int64)
+    prog[:, 0] = tape.op
+    prog[:, 1] = tape.offset[tape.out]
+    prog[:, 2] = tape.offset[tape.a]
+    prog[:, 3] = np.where(has_b, tape.offset[b], 0)
+    prog[:, 4] = tape.size[tape.out]
+    prog[:, 5] = tape.iarg
+    prog[:, 6] = np.where(live, J.NEED_OUT | mode_a << J.A_SHIFT | mode_b << J.B_SHIFT, 0)
+    attrs = np.ascontiguousarray(np.stack([tape.p, tape.q], axis=1))
+
+    assigned = np.zeros(n_nodes, bool)
+    assigned[base_a[set_a]] = True
+    assigned[base_b[set_b]] = True
+    owners = np.flatnonzero((tape.base == np.arange(n_nodes)) & (tape.need != 0) & ~assigned)
+    blocks = sorted((int(tape.offset[k]), int(tape.offset[k] + tape.size[k])) for k in owners)
+    merged = []
+    for start, stop in blocks:
+        if merged and merged[-1][1] == start:
+            merged[-1][1] = stop
+        else:
+            merged.append([start, stop])
+    return prog, attrs, np.array(merged, np.int64).reshape(-1, 2)
 
 
 def _shape_str(shape):
@@ -91,7 +137,10 @@ class Tape:
     argnums: tuple
     argnums_is_int: bool
     value_dependent: bool
-    _local: threading.local = field(default_factory=threading.local, init=False, compare=False)
+
+    def __post_init__(self):
+        self._local = threading.local()  # per-thread work buffers
+        self._prog, self._attrs, self._zero = _program(self)
 
     @classmethod
     def from_recording(cls, columns, inputs, output, in_tree, specs, leaf_arg, argnums,
@@ -151,14 +200,12 @@ class Tape:
 
     # replaying ------------------------------------------------------------------------------
     def _workspace(self):
+        """This thread's value and adjoint buffers; the value buffer starts as a copy of
+        the arena, so it already holds the constants."""
         ws = getattr(self._local, "ws", None)
         if ws is None:
-            # the arena already holds the constants; inputs and op results are overwritten
             ws = self._local.ws = (self.values.copy(), np.empty_like(self.values))
         return ws
-
-    def _columns(self):
-        return (self.op, self.out, self.a, self.b, self.iarg, self.p, self.q, self.offset, self.size)
 
     def _bind(self, args):
         """Check ``args`` against the recording and write them into this thread's buffers."""
@@ -222,16 +269,24 @@ class Tape:
         return grads[0] if self.argnums_is_int else grads
 
     def _gradients(self, adj):
-        """The gradient for each differentiated argument, shaped and typed like it."""
+        """The gradient for each differentiated argument, shaped and typed like it.
+
+        The differentiated inputs' adjoints are one block at the start of the arena (the
+        recorder creates those inputs first); it is copied once, as the adjoint buffer is
+        reused by this thread's next call, and each gradient is a view of the copy.
+        """
+        diff = self._diff_leaves()
+        end = max((self.offset[node] + self.size[node] for node, _, _ in diff), default=0)
+        block = adj[:end].copy()
         leaves = []
-        for node, (_, shape, dtype, kind), _ in self._diff_leaves():
-            g = self._adjoint(adj, node)
+        for node, (_, shape, dtype, kind), _ in diff:
+            g = self._adjoint(block, node)
             if kind == "float":
                 leaves.append(float(g[0]))
             elif kind == "scalar":
                 leaves.append(np.dtype(dtype).type(g[0]))
             else:
-                leaves.append(g.reshape(shape).astype(dtype, copy=True))
+                leaves.append(g.reshape(shape).astype(dtype, copy=False))
         return self._assemble(leaves)
 
     def _check_scalar_output(self, what):
@@ -240,13 +295,17 @@ class Tape:
             raise TypeError(f"{what} needs a function with a scalar output, but the output has "
                             f"shape {shape}; use tapegrad.jacobian for non-scalar outputs")
 
+    def _replay(self, vals):
+        J.forward_sweep(self._prog, self._attrs, self.ints, vals)
+
     def _sweep(self, vals, adj, seed, replay):
-        J.gradient(*self._columns(), self.need, self.ints, vals, adj, self.output, seed, replay)
+        J.gradient(self._prog, self._attrs, self.ints, vals, adj, self._zero,
+                   self.offset[self.output], seed, replay)
 
     def forward(self, *args):
         """The function's value at ``args``, computed by replaying the tape."""
         vals, _ = self._bind(args)
-        J.forward_sweep(*self._columns(), self.ints, vals)
+        self._replay(vals)
         return self._output(vals)
 
     def value_and_gradient(self, *args):
@@ -263,7 +322,7 @@ class Tape:
     def jacobian(self, *args):
         """d output / d argument, shaped output.shape + argument.shape, by one sweep per output."""
         vals, adj = self._bind(args)
-        J.forward_sweep(*self._columns(), self.ints, vals)
+        self._replay(vals)
         return self._jacobian_rows(vals, adj)
 
     def _jacobian_rows(self, vals, adj):
@@ -284,17 +343,16 @@ class Tape:
     _META = ("output", "in_tree", "specs", "leaf_arg", "argnums", "argnums_is_int", "value_dependent")
 
     def __getstate__(self):
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_local"}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._local = threading.local()
+        self.__post_init__()
 
     def save(self, path):
         """Save as ``.npz``: one array per column and arena, the argument layout pickled."""
         import pickle
-        arrays = {f.name: getattr(self, f.name) for f in fields(self)
-                  if f.name != "_local" and f.name not in self._META}
+        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._META}
         meta = pickle.dumps({k: getattr(self, k) for k in self._META})
         np.savez(path, **arrays, meta=np.frombuffer(meta, dtype=np.uint8))
 
