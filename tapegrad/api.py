@@ -21,6 +21,7 @@ from tapegrad.tape import Tape, leaf_spec
 from tapegrad.tracer import Traced, is_number
 
 _CACHE_SIZE = 64
+_ONE = np.ones(1)
 
 
 def _normalize_argnums(argnums, nargs):
@@ -99,9 +100,11 @@ class _Transformed:
         functools.update_wrapper(self, f)
         self._f, self._argnums, self._mode = f, argnums, mode
         self._tapes = OrderedDict()
+        self._argnums_for = functools.lru_cache(maxsize=8)(
+            functools.partial(_normalize_argnums, argnums))
 
     def __call__(self, *args, **kwargs):
-        nums, is_int = _normalize_argnums(self._argnums, len(args))
+        nums, is_int = self._argnums_for(len(args))
         leaves, treedef, specs, leaf_arg = _signature(args, nums)
         try:
             key = (nums, treedef, specs, tuple(sorted(kwargs.items())))
@@ -125,7 +128,7 @@ class _Transformed:
         if self._mode == "jacobian":
             tape._replay(vals)
             return tape._jacobian_rows(vals, adj)
-        tape._sweep(vals, adj, np.ones(1), True)
+        tape._sweep(vals, adj, _ONE, True)
         grads = tape._gradients(adj)
         return (tape._output(vals), grads) if self._mode == "value_and_grad" else grads
 

@@ -3,50 +3,53 @@
 Tuples, lists, dicts (keys sorted, as JAX does), namedtuples and None are containers;
 everything else is a leaf.  A treedef is made of tuples and strings only, so it hashes
 (for the replay cache) and pickles (inside a Tape).
+
+The walkers are module-level functions with explicit state, not recursive closures: a
+closure that calls itself is a reference cycle, which would keep every leaf (and the
+buffers behind returned gradients) alive until the garbage collector runs.
 """
+
+
+def _walk(t, leaves):
+    if t is None:
+        return ("none",)
+    if isinstance(t, tuple) and hasattr(t, "_fields"):
+        return ("namedtuple", type(t), tuple(_walk(c, leaves) for c in t))
+    if type(t) is tuple:
+        return ("tuple", tuple(_walk(c, leaves) for c in t))
+    if type(t) is list:
+        return ("list", tuple(_walk(c, leaves) for c in t))
+    if type(t) is dict:
+        keys = tuple(sorted(t))
+        return ("dict", keys, tuple(_walk(t[k], leaves) for k in keys))
+    leaves.append(t)
+    return "*"
 
 
 def flatten(tree):
     """(leaves, treedef) of ``tree``; leaves in depth-first order."""
     leaves = []
+    return leaves, _walk(tree, leaves)
 
-    def walk(t):
-        if t is None:
-            return ("none",)
-        if isinstance(t, tuple) and hasattr(t, "_fields"):
-            return ("namedtuple", type(t), tuple(walk(c) for c in t))
-        if type(t) is tuple:
-            return ("tuple", tuple(walk(c) for c in t))
-        if type(t) is list:
-            return ("list", tuple(walk(c) for c in t))
-        if type(t) is dict:
-            keys = tuple(sorted(t))
-            return ("dict", keys, tuple(walk(t[k]) for k in keys))
-        leaves.append(t)
-        return "*"
 
-    return leaves, walk(tree)
+def _build(d, it):
+    if d == "*":
+        return next(it)
+    kind = d[0]
+    if kind == "none":
+        return None
+    if kind == "tuple":
+        return tuple(_build(c, it) for c in d[1])
+    if kind == "list":
+        return [_build(c, it) for c in d[1]]
+    if kind == "dict":
+        return {k: _build(c, it) for k, c in zip(d[1], d[2])}
+    return d[1](*(_build(c, it) for c in d[2]))  # namedtuple
 
 
 def unflatten(treedef, leaves):
     """Inverse of :func:`flatten`: rebuild the container with ``leaves`` in order."""
-    it = iter(leaves)
-
-    def build(d):
-        if d == "*":
-            return next(it)
-        kind = d[0]
-        if kind == "none":
-            return None
-        if kind == "tuple":
-            return tuple(build(c) for c in d[1])
-        if kind == "list":
-            return [build(c) for c in d[1]]
-        if kind == "dict":
-            return {k: build(c) for k, c in zip(d[1], d[2])}
-        return d[1](*(build(c) for c in d[2]))  # namedtuple
-
-    return build(treedef)
+    return _build(treedef, iter(leaves))
 
 
 def children(treedef):
@@ -57,4 +60,4 @@ def children(treedef):
 def count_leaves(treedef):
     if treedef == "*":
         return 1
-    return sum(count_leaves(c) for c in treedef[-1]) if treedef[0] != "none" else 0
+    return 0 if treedef[0] == "none" else sum(count_leaves(c) for c in treedef[-1])

@@ -20,6 +20,7 @@ Invariants
   so one tape can serve many threads.  Inputs are checked against the recorded shapes in
   Python before any kernel runs.
 """
+import sys
 import threading
 from dataclasses import dataclass, fields
 
@@ -30,6 +31,8 @@ from tapegrad import pytree
 from tapegrad.recorder import ENTRY_COLUMNS, KIND_NAMES, NODE_COLUMNS, CONST, INPUT
 
 _ONE = np.ones(1)
+_POOL_SIZE = 4  # adjoint buffers kept per thread; beyond that, results get fresh ones
+_UNSHARED_REFS = 3  # sys.getrefcount of a pooled buffer nobody else holds: pool, loop, call
 
 
 def leaf_spec(x, differentiable, argpos):
@@ -141,6 +144,7 @@ class Tape:
     def __post_init__(self):
         self._local = threading.local()  # per-thread work buffers
         self._prog, self._attrs, self._zero = _program(self)
+        self._plans()
 
     @classmethod
     def from_recording(cls, columns, inputs, output, in_tree, specs, leaf_arg, argnums,
@@ -200,12 +204,22 @@ class Tape:
 
     # replaying ------------------------------------------------------------------------------
     def _workspace(self):
-        """This thread's value and adjoint buffers; the value buffer starts as a copy of
-        the arena, so it already holds the constants."""
-        ws = getattr(self._local, "ws", None)
-        if ws is None:
-            ws = self._local.ws = (self.values.copy(), np.empty_like(self.values))
-        return ws
+        """This thread's value buffer (a copy of the arena, so it holds the constants) and
+        an adjoint buffer that no earlier result still uses.
+
+        Gradients are returned as views of the adjoint buffer instead of copies: a buffer
+        goes back into service only when no returned gradient refers to it any more.
+        """
+        local = self._local
+        if not hasattr(local, "vals"):
+            local.vals, local.adjs = self.values.copy(), []
+        for adj in local.adjs:
+            if sys.getrefcount(adj) <= _UNSHARED_REFS:
+                return local.vals, adj
+        adj = np.empty_like(self.values)
+        if len(local.adjs) < _POOL_SIZE:
+            local.adjs.append(adj)
+        return local.vals, adj
 
     def _bind(self, args):
         """Check ``args`` against the recording and write them into this thread's buffers."""
@@ -231,60 +245,55 @@ class Tape:
                                  "the tape when it was recorded and has changed; record again")
         return self._load(leaves)
 
+    def _plans(self):
+        """Per-call work decided once: where each traced leaf goes in the arena, where each
+        differentiated leaf's adjoint is, and where the output is."""
+        traced = [(i, spec, arg) for i, (spec, arg) in enumerate(zip(self.specs, self.leaf_arg))
+                  if spec[0] == "f"]
+        self._load_plan = [(i, int(self.offset[node]), int(self.size[node]), spec[3] == "float")
+                           for node, (i, spec, _) in zip(self.inputs, traced)]
+        self._grad_plan = [(arg, int(self.offset[node]), int(self.size[node]), bool(self.need[node]),
+                            spec[1], np.dtype(spec[2]), spec[3])
+                           for node, (_, spec, arg) in zip(self.inputs, traced) if arg in self.argnums]
+        self._arg_trees = [pytree.children(self.in_tree)[k] for k in self.argnums]
+        out = self.output
+        self._out_plan = (int(self.offset[out]), int(self.size[out]), self.shape(out))
+
     def _load(self, leaves):
         vals, adj = self._workspace()
-        nodes = iter(self.inputs)
-        for leaf, spec in zip(leaves, self.specs):
-            if spec[0] == "f":
-                node = next(nodes)
-                start = self.offset[node]
-                if spec[3] == "float":
-                    vals[start] = leaf
-                else:
-                    vals[start:start + self.size[node]] = np.ravel(leaf)
+        for i, start, size, is_float in self._load_plan:
+            if is_float:
+                vals[start] = leaves[i]
+            else:
+                vals[start:start + size] = np.ravel(leaves[i])
         return vals, adj
 
     def _output(self, vals):
-        start, shape = self.offset[self.output], self.shape(self.output)
-        value = vals[start:start + self.size[self.output]]
-        return float(value[0]) if shape == () else value.reshape(shape).copy()
-
-    def _diff_leaves(self):
-        """(node, spec, argument) of every differentiated leaf, in argument order."""
-        traced = [(spec, arg) for spec, arg in zip(self.specs, self.leaf_arg) if spec[0] == "f"]
-        return [(node, spec, arg) for node, (spec, arg) in zip(self.inputs, traced) if arg in self.argnums]
-
-    def _adjoint(self, adj, node):
-        if not self.need[node]:  # the output does not depend on this input
-            return np.zeros(self.size[node])
-        return adj[self.offset[node]:self.offset[node] + self.size[node]]
+        start, size, shape = self._out_plan
+        return float(vals[start]) if shape == () else vals[start:start + size].reshape(shape).copy()
 
     def _assemble(self, leaves):
         """Put one value per differentiated leaf back into the arguments' structures."""
         per_arg = {k: [] for k in self.argnums}
-        for (node, spec, arg), leaf in zip(self._diff_leaves(), leaves):
-            per_arg[arg].append(leaf)
-        trees = pytree.children(self.in_tree)
-        grads = tuple(pytree.unflatten(trees[k], per_arg[k]) for k in self.argnums)
+        for plan, leaf in zip(self._grad_plan, leaves):
+            per_arg[plan[0]].append(leaf)
+        grads = tuple(pytree.unflatten(tree, per_arg[k]) for tree, k in zip(self._arg_trees, self.argnums))
         return grads[0] if self.argnums_is_int else grads
 
-    def _gradients(self, adj):
-        """The gradient for each differentiated argument, shaped and typed like it.
+    def _adjoints(self, adj):
+        """Each differentiated leaf's adjoint block (zeros if the output ignores it)."""
+        return [adj[start:start + size] if needed else np.zeros(size)
+                for _, start, size, needed, _, _, _ in self._grad_plan]
 
-        The differentiated inputs' adjoints are one block at the start of the arena (the
-        recorder creates those inputs first); it is copied once, as the adjoint buffer is
-        reused by this thread's next call, and each gradient is a view of the copy.
-        """
-        diff = self._diff_leaves()
-        end = max((self.offset[node] + self.size[node] for node, _, _ in diff), default=0)
-        block = adj[:end].copy()
+    def _gradients(self, adj):
+        """The gradient for each differentiated argument, shaped and typed like it: views
+        of ``adj``, which ``_workspace`` will not hand out again while they live."""
         leaves = []
-        for node, (_, shape, dtype, kind), _ in diff:
-            g = self._adjoint(block, node)
+        for (_, start, size, needed, shape, dtype, kind), g in zip(self._grad_plan, self._adjoints(adj)):
             if kind == "float":
                 leaves.append(float(g[0]))
             elif kind == "scalar":
-                leaves.append(np.dtype(dtype).type(g[0]))
+                leaves.append(dtype.type(g[0]))
             else:
                 leaves.append(g.reshape(shape).astype(dtype, copy=False))
         return self._assemble(leaves)
@@ -327,17 +336,16 @@ class Tape:
 
     def _jacobian_rows(self, vals, adj):
         out_shape, m = self.shape(self.output), int(self.size[self.output])
-        leaves = self._diff_leaves()
-        jac = [np.empty((m, self.size[node])) for node, _, _ in leaves]
+        jac = [np.empty((m, plan[2])) for plan in self._grad_plan]
         seed = np.zeros(m)
         for i in range(m):  # row i of the Jacobian is the gradient of output element i
             seed[:] = 0.0
             seed[i] = 1.0
             self._sweep(vals, adj, seed, False)
-            for rows, (node, _, _) in zip(jac, leaves):
-                rows[i] = self._adjoint(adj, node)
-        return self._assemble([rows.reshape(out_shape + spec[1]).astype(spec[2])
-                               for rows, (_, spec, _) in zip(jac, leaves)])
+            for rows, g in zip(jac, self._adjoints(adj)):
+                rows[i] = g
+        return self._assemble([rows.reshape(out_shape + plan[4]).astype(plan[5])
+                               for rows, plan in zip(jac, self._grad_plan)])
 
     # persistence ---------------------------------------------------------------------------
     _META = ("output", "in_tree", "specs", "leaf_arg", "argnums", "argnums_is_int", "value_dependent")
