@@ -22,13 +22,14 @@ import math
 
 import numba
 import numpy as np
-from numba.np.linalg import _BLAS, ensure_blas
+from numba.np.linalg import _BLAS
 
 from .compile import rule
 from .vmath import vexp
 
-ensure_blas()
-_xxgemm = _BLAS().numba_xxgemm(numba.float64)
+# The class method, not an instance: instantiating would import scipy.linalg (0.1 s) now
+# instead of at the first matrix product, when numba's helper looks dgemm up.
+_xxgemm = _BLAS.numba_xxgemm(numba.float64)
 _ONE = np.ones(1)
 _ZERO = np.zeros(1)
 

@@ -7,7 +7,6 @@ operators also work on traced values (``np.exp(x)``, ``x @ W``) through numpy's 
 protocols; anything tapegrad does not support raises a TypeError naming it.
 """
 import numpy as _np
-import scipy.special as _sp
 
 from tapegrad import tracer as _t
 from tapegrad.tracer import Traced as _Traced
@@ -34,7 +33,12 @@ sin = _map("SIN", _np.sin)
 cos = _map("COS", _np.cos)
 tanh = _map("TANH", _np.tanh)
 log1p = _map("LOG1P", _np.log1p)
-sigmoid = _map("SIGMOID", _sp.expit)
+def _np_sigmoid(x):
+    e = _np.exp(-_np.abs(x))
+    return _np.where(_np.asarray(x) >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+sigmoid = _map("SIGMOID", _np_sigmoid)
 
 
 def _zip(name, eager):
@@ -81,15 +85,18 @@ amax = max
 
 
 def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))) computed without overflow (scipy.special.logsumexp)."""
+    """log(sum(exp(x))) computed without overflow."""
     if _traced(x):
         return _t.reduce("LOGSUMEXP", x, axis, keepdims)
-    return _sp.logsumexp(x, axis=axis, keepdims=keepdims)
+    return _t.np_logsumexp(_np.asarray(x, dtype=float), axis, keepdims)
 
 
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis`` (default: the last), without overflow."""
-    return _t.softmax(x, axis) if _traced(x) else _sp.softmax(x, axis=axis)
+    if _traced(x):
+        return _t.softmax(x, axis)
+    x = _np.asarray(x, dtype=float)
+    return _np.exp(x - _t.np_logsumexp(x, axis, True))
 
 
 def matmul(x, y):

@@ -223,10 +223,10 @@ def binary(name, x, y):
 # axis ops ---------------------------------------------------------------------------------
 
 _EAGER_REDUCE = {"SUM": np.sum, "MAX": np.max,
-                 "LOGSUMEXP": lambda v, axis, keepdims: _np_logsumexp(v, axis, keepdims)}
+                 "LOGSUMEXP": lambda v, axis, keepdims: np_logsumexp(v, axis, keepdims)}
 
 
-def _np_logsumexp(v, axis, keepdims):
+def np_logsumexp(v, axis, keepdims):
     top = np.max(v, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
@@ -260,7 +260,7 @@ def softmax(x, axis=-1):
     if axis is None:
         return reshape(softmax(reshape(x, -1), 0), x.shape)
     (ax,) = S.normalize_axes("softmax", axis, x.ndim)
-    lse = _np_logsumexp(x._value, ax, True)
+    lse = np_logsumexp(x._value, ax, True)
     with np.errstate(all="ignore"):
         value = np.exp(x._value - lse)
     return _emit(x._rec, "SOFTMAX", x._node, value, ints=S.reduce_block(x.shape, (ax,)))

@@ -1,0 +1,175 @@
+"""The core engine's speed targets, each measured against a baseline in the same run.
+
+    python benchmarks/speed.py [--quick]
+
+1. Scalar-loop Rosenbrock, n = 1000 (~11k scalar tape entries): forward + backward replay
+   time per tape entry, for the interpreter alone and for a whole ``grad`` call; baseline:
+   one plain-Python evaluation of the same loop on floats.
+2. MLP 784-256-128-10, batch 64, sigmoid, softmax cross-entropy: a ``value_and_grad`` call
+   against hand-written numpy backprop (same loss, same gradients, checked).
+3. First-gradient latency: a fresh process with a warm numba cache that imports tapegrad
+   and computes one gradient; baseline: a fresh process that imports numpy.
+
+Times are the median of repeated, calibrated batches; systems alternate within each
+repeat so that drift in machine speed hits both alike.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import tapegrad as tg
+import tapegrad.numpy as tnp
+
+
+def per_call(fn, repeats, min_time=0.05):
+    """Median seconds per call over ``repeats`` batches sized to last about ``min_time``."""
+    fn()
+    n = 1
+    while True:
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if time.perf_counter() - t > min_time:
+            break
+        n *= 2
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        samples.append((time.perf_counter() - t) / n)
+    return samples
+
+
+def interleaved(fns, repeats):
+    """{name: samples} with the systems alternating inside each repeat."""
+    out = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            out[name] += per_call(fn, 1)
+    return out
+
+
+def rosenbrock_loop(x):
+    s = 0.0
+    for i in range(len(x) - 1):
+        s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+    return s
+
+
+def rosenbrock_grad(x):
+    g = np.zeros_like(x)
+    g[:-1] = -400.0 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2.0 * (1.0 - x[:-1])
+    g[1:] += 200.0 * (x[1:] - x[:-1] ** 2)
+    return g
+
+
+def bench_scalar_loop(repeats):
+    x = np.random.default_rng(0).uniform(-1, 1, 1000)
+    grad = tg.grad(rosenbrock_loop)
+    assert np.allclose(grad(x), rosenbrock_grad(x), rtol=1e-12, atol=1e-12)
+    tape = tg.record(rosenbrock_loop, x)
+    vals, adj = tape._load([x])
+    xs = [float(v) for v in x]
+    t = interleaved({"python": lambda: rosenbrock_loop(xs),
+                     "kernel": lambda: tape._sweep(vals, adj, np.ones(1), True),
+                     "grad": lambda: grad(x)}, repeats)
+    med = {k: statistics.median(v) for k, v in t.items()}
+    n = len(tape)
+    return [("scalar Rosenbrock n=1000: replay fwd+bwd per entry (interpreter)", med["kernel"] / n * 1e9, "ns",
+             med["kernel"] / med["python"], "one plain-Python evaluation of the loop", 10.0),
+            ("scalar Rosenbrock n=1000: whole grad() call per entry", med["grad"] / n * 1e9, "ns",
+             med["grad"] / med["python"], "one plain-Python evaluation of the loop", None)]
+
+
+def mlp_problem():
+    rng = np.random.default_rng(0)
+    sizes, batch = [784, 256, 128, 10], 64
+    params = []
+    for i, o in zip(sizes[:-1], sizes[1:]):
+        params += [rng.normal(size=(i, o)) / np.sqrt(i), np.zeros(o)]
+    X = rng.normal(size=(batch, 784))
+    Y = np.eye(10)[rng.integers(0, 10, batch)]
+    return params, X, Y
+
+
+def mlp_loss(params, X, Y):
+    W1, b1, W2, b2, W3, b3 = params
+    h1 = tnp.sigmoid(X @ W1 + b1)
+    h2 = tnp.sigmoid(h1 @ W2 + b2)
+    z = h2 @ W3 + b3
+    return -tnp.sum(Y * (z - tnp.logsumexp(z, axis=1, keepdims=True))) / X.shape[0]
+
+
+def mlp_numpy(params, X, Y):
+    """Hand-written backprop: the lectures' recurrences, vectorised over the batch."""
+    W1, b1, W2, b2, W3, b3 = params
+    n = X.shape[0]
+    h1 = 1.0 / (1.0 + np.exp(-(X @ W1 + b1)))
+    h2 = 1.0 / (1.0 + np.exp(-(h1 @ W2 + b2)))
+    z = h2 @ W3 + b3
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    loss = -np.sum(Y * np.log(p)) / n
+    dz = (p - Y) / n
+    da2 = (dz @ W3.T) * h2 * (1.0 - h2)
+    da1 = (da2 @ W2.T) * h1 * (1.0 - h1)
+    return loss, [X.T @ da1, da1.sum(0), h1.T @ da2, da2.sum(0), h2.T @ dz, dz.sum(0)]
+
+
+def bench_mlp(repeats):
+    params, X, Y = mlp_problem()
+    vg = tg.value_and_grad(mlp_loss)
+    (v, g), (v0, g0) = vg(params, X, Y), mlp_numpy(params, X, Y)
+    assert np.isclose(v, v0, rtol=1e-12) and all(np.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(g, g0))
+    t = interleaved({"numpy": lambda: mlp_numpy(params, X, Y), "tapegrad": lambda: vg(params, X, Y)}, repeats)
+    med = {k: statistics.median(v) for k, v in t.items()}
+    return [("MLP 784-256-128-10 batch 64: value_and_grad call", med["tapegrad"] * 1e6, "us",
+             med["tapegrad"] / med["numpy"], "hand-written numpy backprop", 1.2)]
+
+
+FIRST_GRADIENT = """
+import time; t0 = time.perf_counter()
+import numpy as np, tapegrad as tg, tapegrad.numpy as tnp
+g = tg.grad(lambda x: tnp.sqrt(x**2 + tnp.exp(x**2)) + tnp.cos(x**2 + tnp.exp(x**2)))(0.7)
+print(time.perf_counter() - t0)
+"""
+
+
+def _process_seconds(code):
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def bench_first_gradient(repeats):
+    _process_seconds(FIRST_GRADIENT)  # warm the numba cache
+    t = interleaved({"numpy": lambda: _process_seconds("import numpy"),
+                     "tapegrad": lambda: _process_seconds(FIRST_GRADIENT)}, repeats)
+    med = {k: statistics.median(v) for k, v in t.items()}
+    return [("fresh process, warm cache: start to first gradient", med["tapegrad"], "s",
+             med["tapegrad"] / med["numpy"], "a fresh process importing numpy", 0.6)]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (about 20 s)")
+    args = parser.parse_args(argv)
+    repeats = 5 if args.quick else 15
+    rows = bench_scalar_loop(repeats) + bench_mlp(repeats) + bench_first_gradient(max(3, repeats // 3))
+    print(f"# tapegrad core speed | numpy {np.__version__} | {os.cpu_count()} cpus | median of {repeats}")
+    print(f"| {'measurement':58s} | {'value':>10s} | {'ratio':>7s} | {'baseline (same run)':42s} | target |")
+    print(f"|{'-' * 60}|{'-' * 12}|{'-' * 9}|{'-' * 44}|--------|")
+    for name, value, unit, ratio, baseline, target in rows:
+        tgt = "" if target is None else f"<= {target:g} {'x' if unit == 'us' else unit}"
+        print(f"| {name:58s} | {value:7.3g} {unit:2s} | {ratio:6.2f}x | {baseline:42s} | {tgt:6s} |")
+
+
+if __name__ == "__main__":
+    main()
