@@ -74,8 +74,19 @@ def forward_sweep(prog, attrs, ints, vals):
 
 
 @kernel
-def backward_sweep(prog, attrs, ints, vals, adj):
-    """grad_table: walk the entries last to first, adding each one's VJP to its operands."""
+def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed):
+    """grad_table: seed the output's adjoint, then walk the entries last to first, adding
+    each one's vector-Jacobian product to its operands' adjoints.
+
+    ``zero`` lists the (start, stop) arena blocks to clear first: the adjoints that will
+    be accumulated into.  ``seed`` goes to adj[root:]: 1.0 for a gradient, a unit vector
+    for a row of a Jacobian.
+    """
+    for r in range(zero.shape[0]):
+        for j in range(zero[r, 0], zero[r, 1]):
+            adj[j] = 0.0
+    for j in range(seed.shape[0]):
+        adj[root + j] = seed[j]
     for e in range(prog.shape[0] - 1, -1, -1):
         need = prog[e, 6]
         if need == 0:  # no differentiated input upstream, or no path to the output
@@ -104,20 +115,6 @@ def backward_sweep(prog, attrs, ints, vals, adj):
         elif o == T.SOFTMAX:   B.SOFTMAX(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb)
         elif o == T.MATMUL:    B.MATMUL(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb)
         elif o == T.GATHER:    B.GATHER(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb)
-
-
-@kernel
-def gradient(prog, attrs, ints, vals, adj, zero, root, seed, replay):
-    """Optionally replay forward; zero the adjoint blocks ``zero`` (start, stop rows), seed
-    adj[root:] with ``seed`` and sweep backward."""
-    if replay:
-        forward_sweep(prog, attrs, ints, vals)
-    for r in range(zero.shape[0]):
-        for j in range(zero[r, 0], zero[r, 1]):
-            adj[j] = 0.0
-    for j in range(seed.shape[0]):
-        adj[root + j] = seed[j]
-    backward_sweep(prog, attrs, ints, vals, adj)
 
 
 # --- the elementwise loops around the scalar rules -------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 
 from tapegrad import pytree
 from tapegrad.recorder import CONST, INPUT, Recorder
-from tapegrad.tape import Tape, leaf_spec
+from tapegrad.tape import Tape, check_scalar_output, leaf_spec, static_key
 from tapegrad.tracer import Traced, is_number
 
 _CACHE_SIZE = 64
@@ -26,6 +26,8 @@ _ONE = np.ones(1)
 
 def _normalize_argnums(argnums, nargs):
     is_int = isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool)
+    if not is_int and not isinstance(argnums, (tuple, list)):
+        raise TypeError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
     nums = (argnums,) if is_int else tuple(argnums)
     if not nums:
         raise ValueError("argnums is empty: name at least one argument to differentiate")
@@ -48,7 +50,7 @@ def _signature(args, argnums):
     return leaves, treedef, specs, tuple(leaf_arg)
 
 
-def _record(f, args, kwargs, argnums, is_int, leaves, treedef, specs, leaf_arg):
+def _record(f, args, kwargs, argnums, is_int, leaves, treedef, specs, leaf_arg, scalar_for=None):
     rec = Recorder()
     # Differentiated leaves get the first input nodes, so their values - and adjoints -
     # form one block at the start of the arena, copied out in one go.
@@ -71,6 +73,8 @@ def _record(f, args, kwargs, argnums, is_int, leaves, treedef, specs, leaf_arg):
     else:
         raise TypeError(f"the function must return a float or a float array (traced or not), "
                         f"got {type(out).__name__}")
+    if scalar_for is not None:
+        check_scalar_output(rec.shape(root), scalar_for)
     return Tape.from_recording(rec.columns(), inputs, root, treedef, specs, leaf_arg, argnums,
                                is_int, rec.value_dependent)
 
@@ -107,19 +111,20 @@ class _Transformed:
         nums, is_int = self._argnums_for(len(args))
         leaves, treedef, specs, leaf_arg = _signature(args, nums)
         try:
-            key = (nums, treedef, specs, tuple(sorted(kwargs.items())))
+            key = (nums, treedef, specs,
+                   tuple((k, static_key(v)) for k, v in sorted(kwargs.items())))
             hash(key)
         except TypeError:
             key = None
-        if key is not None and all(s[1] is not None for s in specs if s[0] == "s"):
+        if key is not None and all(s[1] is not None for s in specs if s[0] == "s") \
+                and all(k[1] is not None for k in key[3]):
             tape = self._tapes.get(key)
         else:
             key = tape = None
         fresh = tape is None
         if fresh:
-            tape = _record(self._f, args, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg)
-            if self._mode != "jacobian":
-                tape._check_scalar_output(self._mode)
+            tape = _record(self._f, args, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg,
+                           scalar_for=None if self._mode == "jacobian" else self._mode)
             if key is not None and not tape.value_dependent:
                 self._tapes[key] = tape
                 if len(self._tapes) > _CACHE_SIZE:

@@ -78,6 +78,9 @@ class Recorder:
 
     def node(self, value, kind, base=-1):
         """Add a node holding ``value`` (an alias shares ``base``'s storage instead)."""
+        if self.closed:
+            raise ValueError("this traced value belongs to a finished recording; a Traced value "
+                             "must not escape the function being differentiated")
         shape = np.shape(value)
         if base >= 0:
             base = int(self.nodes.cols["base"][base])

@@ -109,6 +109,10 @@ def matmul_shapes(shape_a, shape_b):
     if k != k2:
         raise ValueError(f"matmul: shapes {shape_a} and {shape_b} do not align "
                          f"(inner dimensions {k} and {k2} differ)")
-    batch = broadcast("matmul", a2[:-2], b2[:-2])
+    try:
+        batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
+    except ValueError:
+        raise ValueError(f"matmul: shapes {tuple(shape_a)} and {tuple(shape_b)} have batch "
+                         f"dimensions {a2[:-2]} and {b2[:-2]} that cannot be broadcast together") from None
     result = batch + ((m,) if len(shape_a) > 1 else ()) + ((n,) if len(shape_b) > 1 else ())
     return m, k, n, batch, result

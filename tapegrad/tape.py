@@ -50,13 +50,21 @@ def leaf_spec(x, differentiable, argpos):
         raise TypeError(f"argument {argpos} has a leaf of dtype {dtype}: gradients are taken "
                         "with respect to float arguments only (Python floats or float arrays; "
                         "use x.astype(float) or pass the value as a non-differentiated argument)")
+    return ("s", static_key(x))
+
+
+def static_key(x):
+    """A hashable stand-in for a value baked into a tape, equal only for values that act
+    alike (so not 0.0 and -0.0, nor 1 and True), or None if there is none."""
     if isinstance(x, np.ndarray):
-        return ("s", ("ndarray", x.shape, x.dtype.str, x.tobytes()))
+        return ("ndarray", x.shape, x.dtype.str, x.tobytes())
+    if isinstance(x, float):
+        return (type(x), x.hex())
     try:
         hash(x)
-        return ("s", (type(x), x))
+        return (type(x), x)
     except TypeError:
-        return ("s", None)
+        return None
 
 
 def _program(tape):
@@ -103,6 +111,12 @@ def _program(tape):
         else:
             merged.append([start, stop])
     return prog, attrs, np.array(merged, np.int64).reshape(-1, 2)
+
+
+def check_scalar_output(shape, what):
+    if shape != ():
+        raise TypeError(f"{what} needs a function with a scalar output, but the output has "
+                        f"shape {shape}; use tapegrad.jacobian for non-scalar outputs")
 
 
 def _shape_str(shape):
@@ -299,17 +313,16 @@ class Tape:
         return self._assemble(leaves)
 
     def _check_scalar_output(self, what):
-        shape = self.shape(self.output)
-        if shape != ():
-            raise TypeError(f"{what} needs a function with a scalar output, but the output has "
-                            f"shape {shape}; use tapegrad.jacobian for non-scalar outputs")
+        check_scalar_output(self.shape(self.output), what)
 
     def _replay(self, vals):
         J.forward_sweep(self._prog, self._attrs, self.ints, vals)
 
     def _sweep(self, vals, adj, seed, replay):
-        J.gradient(self._prog, self._attrs, self.ints, vals, adj, self._zero,
-                   self.offset[self.output], seed, replay)
+        if replay:
+            J.forward_sweep(self._prog, self._attrs, self.ints, vals)
+        J.backward_sweep(self._prog, self._attrs, self.ints, vals, adj, self._zero,
+                         self._out_plan[0], seed)
 
     def forward(self, *args):
         """The function's value at ``args``, computed by replaying the tape."""
@@ -362,7 +375,8 @@ class Tape:
         import pickle
         arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._META}
         meta = pickle.dumps({k: getattr(self, k) for k in self._META})
-        np.savez(path, **arrays, meta=np.frombuffer(meta, dtype=np.uint8))
+        with open(path, "wb") as f:  # a file object: numpy would append .npz to a name
+            np.savez(f, **arrays, meta=np.frombuffer(meta, dtype=np.uint8))
 
     @classmethod
     def load(cls, path):
