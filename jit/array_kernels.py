@@ -2,8 +2,8 @@
 
 Every kernel here has one of two signatures, so the interpreter can call them uniformly:
 
-    forward(vals, ints, oo, oa, ob, n, ia, p, q)
-    backward(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b)
+    forward(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs)
+    backward(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs)
 
 ``vals``/``adj`` are the value and adjoint arenas, ``oo``/``oa``/``ob`` the arena offsets of
 the output and operands, ``n`` the output size, ``ia`` the offset of this entry's integer
@@ -12,6 +12,10 @@ attributes in ``ints``, ``p``/``q`` its float attributes.  Backward kernels *add
 adjoint only when ``need_a``/``need_b`` are nonzero (it leads back to a differentiated
 input).  A value of 2 (``interpreter.SET``) lets a kernel whose row has ``overwrites`` set
 assign that adjoint instead: the interpreter did not zero it.
+
+``ext`` holds the addresses of inputs that are read where the caller keeps them instead of
+being copied into the arena; ``xs`` packs which operands those are (matmul only: a large
+weight or data matrix is read by BLAS straight from the user's array).
 
 Axis ops see their operand as a C-ordered (pre, m, post) block reduced over the middle
 axis; the front end computes the three numbers.  Matmul is a batch of row-major GEMMs done
@@ -22,6 +26,8 @@ import math
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 from numba.np.linalg import _BLAS
 
 from .compile import rule
@@ -32,11 +38,29 @@ from .vmath import vexp
 _xxgemm = _BLAS.numba_xxgemm(numba.float64)
 _ONE = np.ones(1)
 _ZERO = np.zeros(1)
+SLOT_BITS = 20  # a program row's last column packs the by-reference slots of a and b
+SLOT_MASK = (1 << SLOT_BITS) - 1
+
+
+@intrinsic
+def float_pointer(typingctx, address):
+    """The float64 pointer at an integer address (LLVM inttoptr)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return types.CPointer(types.float64)(types.int64), codegen
 
 
 @rule
-def gemm(ta, tb, m, n, k, x, ox, y, oy, beta, z, oz):
-    """z[oz:] (m, n) = beta * z + op(x) @ op(y), all row-major; op transposes when ta/tb."""
+def address(arr, offset, ext, slot):
+    """Where an operand's values start: in the arena, or in the caller's own array for an
+    input passed by reference (``slot`` > 0: its address is ``ext[slot - 1]``)."""
+    return ext[slot - 1] if slot > 0 else arr.ctypes.data + 8 * offset
+
+
+@rule
+def gemm(ta, tb, m, n, k, x, y, beta, z, oz):
+    """z[oz:] (m, n) = beta * z + op(x) @ op(y), row-major; ``x``, ``y`` are addresses and
+    op transposes when ``ta``/``tb``."""
     if m == 0 or n == 0:
         return
     if k == 0:
@@ -45,47 +69,50 @@ def gemm(ta, tb, m, n, k, x, ox, y, oy, beta, z, oz):
         return
     # Row-major Z = X Y is column-major Z^T = Y^T X^T, so BLAS sees the operands swapped.
     _xxgemm(ord("d"), ord("T") if tb else ord("N"), ord("T") if ta else ord("N"),
-            n, m, k, _ONE.ctypes, y[oy:].ctypes, k if tb else n,
-            x[ox:].ctypes, m if ta else k, (_ONE if beta != 0.0 else _ZERO).ctypes,
+            n, m, k, _ONE.ctypes, float_pointer(y), k if tb else n,
+            float_pointer(x), m if ta else k, (_ONE if beta != 0.0 else _ZERO).ctypes,
             z[oz:].ctypes, n)
 
 
 @rule
-def matmul_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+def matmul_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
     m, k, nn, batch, sa, sb = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
+    pa, pb = address(vals, oa, ext, xs & SLOT_MASK), address(vals, ob, ext, xs >> SLOT_BITS)
     for t in range(batch):
-        gemm(False, False, m, nn, k, vals, oa + t * sa, vals, ob + t * sb, 0.0, vals, oo + t * m * nn)
+        gemm(False, False, m, nn, k, pa + 8 * t * sa, pb + 8 * t * sb, 0.0, vals, oo + t * m * nn)
 
 
 @rule
-def matmul_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+def matmul_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
     m, k, nn, batch, sa, sb = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
+    pa, pb = address(vals, oa, ext, xs & SLOT_MASK), address(vals, ob, ext, xs >> SLOT_BITS)
+    pg = adj.ctypes.data + 8 * oo
     for t in range(batch):
-        og = oo + t * m * nn
+        og = pg + 8 * t * m * nn
         # dA += dC B^T and dB += A^T dC; told to overwrite, the first product of each
         # adjoint block assigns (beta = 0) and nothing had to be zeroed.
         if need_a:
             beta = 0.0 if need_a == 2 and (t == 0 or sa != 0) else 1.0
-            gemm(False, True, m, k, nn, adj, og, vals, ob + t * sb, beta, adj, oa + t * sa)
+            gemm(False, True, m, k, nn, og, pb + 8 * t * sb, beta, adj, oa + t * sa)
         if need_b:
             beta = 0.0 if need_b == 2 and (t == 0 or sb != 0) else 1.0
-            gemm(True, False, k, nn, m, vals, oa + t * sa, adj, og, beta, adj, ob + t * sb)
+            gemm(True, False, k, nn, m, pa + 8 * t * sa, og, beta, adj, ob + t * sb)
 
 
 @rule
-def gather_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+def gather_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
     for j in range(n):
         vals[oo + j] = vals[oa + ints[ia + j]]
 
 
 @rule
-def gather_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+def gather_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
     for j in range(n):  # a scatter-add: repeated indices (broadcasts) sum their adjoints
         adj[oa + ints[ia + j]] += adj[oo + j]
 
 
 @rule
-def sum_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+def sum_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
     pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
     for i in range(pre):
         for j in range(post):
@@ -97,7 +124,7 @@ def sum_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
 
 
 @rule
-def sum_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+def sum_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
     pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
     if post == 1:
         for i in range(pre):
@@ -114,7 +141,7 @@ def sum_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
 
 
 @rule
-def max_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+def max_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
     pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
     for i in range(pre):
         for j in range(post):
@@ -130,7 +157,7 @@ def max_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
 
 
 @rule
-def max_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+def max_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
     pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
     for i in range(pre):
         for j in range(post):
@@ -150,7 +177,7 @@ def max_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
 
 
 @rule
-def logsumexp_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+def logsumexp_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
     pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
     for i in range(pre):
         for j in range(post):
@@ -168,7 +195,7 @@ def logsumexp_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
 
 
 @rule
-def logsumexp_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+def logsumexp_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
     pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
     for i in range(pre):
         for j in range(post):
@@ -179,7 +206,7 @@ def logsumexp_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
 
 
 @rule
-def softmax_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
+def softmax_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
     pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
     for i in range(pre):
         for j in range(post):
@@ -197,7 +224,7 @@ def softmax_fwd(vals, ints, oo, oa, ob, n, ia, p, q):
 
 
 @rule
-def softmax_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b):
+def softmax_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
     pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
     for i in range(pre):
         for j in range(post):

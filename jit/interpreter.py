@@ -36,7 +36,7 @@ for _row in T.OPS:
 
 # A program row, derived from the tape's columns for the interpreter: everything one entry
 # needs sits in one 64-byte row, arena offsets already looked up in the node table.
-PROG_COLUMNS = ("op", "out_offset", "a_offset", "b_offset", "size", "iarg", "need", "pad")
+PROG_COLUMNS = ("op", "out_offset", "a_offset", "b_offset", "size", "iarg", "need", "by_reference")
 # The need column: bit 0 says the output's adjoint matters at all; bits 1-2 and 3-4 say
 # what to do with operand a's and b's adjoints: 0 nothing, ADD accumulate, SET overwrite
 # (this entry is the first to reach that adjoint and writes all of it, so it was not zeroed).
@@ -44,7 +44,7 @@ NEED_OUT, ADD, SET, A_SHIFT, B_SHIFT = 1, 1, 2, 1, 3
 
 
 @kernel
-def forward_sweep(prog, attrs, ints, vals):
+def forward_sweep(prog, attrs, ints, vals, ext):
     """Recompute every entry's value, first to last (the lectures' forward pass)."""
     for e in range(prog.shape[0]):
         o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
@@ -65,16 +65,16 @@ def forward_sweep(prog, attrs, ints, vals):
         elif o == T.DIV:       zip_fwd(F.DIV, vals, ints, oo, oa, ob, n, ia)
         elif o == T.POW:       zip_fwd(F.POW, vals, ints, oo, oa, ob, n, ia)
         elif o == T.MAXIMUM:   zip_fwd(F.MAXIMUM, vals, ints, oo, oa, ob, n, ia)
-        elif o == T.SUM:       F.SUM(vals, ints, oo, oa, ob, n, ia, pe, qe)
-        elif o == T.MAX:       F.MAX(vals, ints, oo, oa, ob, n, ia, pe, qe)
-        elif o == T.LOGSUMEXP: F.LOGSUMEXP(vals, ints, oo, oa, ob, n, ia, pe, qe)
-        elif o == T.SOFTMAX:   F.SOFTMAX(vals, ints, oo, oa, ob, n, ia, pe, qe)
-        elif o == T.MATMUL:    F.MATMUL(vals, ints, oo, oa, ob, n, ia, pe, qe)
-        elif o == T.GATHER:    F.GATHER(vals, ints, oo, oa, ob, n, ia, pe, qe)
+        elif o == T.SUM:       F.SUM(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.MAX:       F.MAX(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.LOGSUMEXP: F.LOGSUMEXP(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.SOFTMAX:   F.SOFTMAX(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.MATMUL:    F.MATMUL(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.GATHER:    F.GATHER(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
 
 
 @kernel
-def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed):
+def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
     """grad_table: seed the output's adjoint, then walk the entries last to first, adding
     each one's vector-Jacobian product to its operands' adjoints.
 
@@ -109,12 +109,12 @@ def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed):
         elif o == T.DIV:       zip_bwd(B.DIV, vals, adj, ints, oo, oa, ob, n, ia, na, nb)
         elif o == T.POW:       zip_bwd(B.POW, vals, adj, ints, oo, oa, ob, n, ia, na, nb)
         elif o == T.MAXIMUM:   zip_bwd(B.MAXIMUM, vals, adj, ints, oo, oa, ob, n, ia, na, nb)
-        elif o == T.SUM:       B.SUM(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb)
-        elif o == T.MAX:       B.MAX(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb)
-        elif o == T.LOGSUMEXP: B.LOGSUMEXP(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb)
-        elif o == T.SOFTMAX:   B.SOFTMAX(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb)
-        elif o == T.MATMUL:    B.MATMUL(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb)
-        elif o == T.GATHER:    B.GATHER(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb)
+        elif o == T.SUM:       B.SUM(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.MAX:       B.MAX(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.LOGSUMEXP: B.LOGSUMEXP(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.SOFTMAX:   B.SOFTMAX(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.MATMUL:    B.MATMUL(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.GATHER:    B.GATHER(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
 
 
 # --- the elementwise loops around the scalar rules -------------------------------------
@@ -235,7 +235,8 @@ def zip_bwd_block(df, vals, adj, ints, oo, oa, ob, ia, need_a, need_b):
 
 @kernel(allocates=True)
 def activity(out, a, b, base, diff, root):
-    """need[node]: the node lies on a path from a differentiated input to ``root``.
+    """(need, live) per node: live, ``root`` depends on it; need, it is live and depends on
+    a differentiated input too (it lies on a path from one to ``root``).
 
     Decided per storage (``base``) so that a reshape alias and its source agree.
     """
@@ -253,7 +254,8 @@ def activity(out, a, b, base, diff, root):
             live[base[a[e]]] = 1
             if b[e] >= 0:
                 live[base[b[e]]] = 1
-    need = np.zeros(n, np.uint8)
+    flags = np.zeros((2, n), np.uint8)
     for node in range(n):
-        need[node] = active[base[node]] & live[base[node]]
-    return need
+        flags[0, node] = active[base[node]] & live[base[node]]
+        flags[1, node] = live[base[node]]
+    return flags

@@ -129,13 +129,13 @@ class _Transformed:
                 self._tapes[key] = tape
                 if len(self._tapes) > _CACHE_SIZE:
                     self._tapes.popitem(last=False)
-        vals, adj = tape._load(leaves)
+        bound = tape._load(leaves)
         if self._mode == "jacobian":
-            tape._replay(vals)
-            return tape._jacobian_rows(vals, adj)
-        tape._sweep(vals, adj, _ONE, True)
-        grads = tape._gradients(adj)
-        return (tape._output(vals), grads) if self._mode == "value_and_grad" else grads
+            tape._replay(bound)
+            return tape._jacobian_rows(bound)
+        tape._sweep(bound, _ONE, True)
+        grads = tape._gradients(bound.adj)
+        return (tape._output(bound.vals), grads) if self._mode == "value_and_grad" else grads
 
     def __repr__(self):
         return f"<tapegrad.{self._mode} of {getattr(self._f, '__qualname__', self._f)!r}>"

@@ -10,7 +10,8 @@ Nodes (one row per value)::
 
     offset, size   where the node's values sit in the arena   kind   const/input/op/alias
     ndim, shape_start  its shape, in the ``shapes`` arena     base   storage owner (alias)
-    need           on a path from a differentiated input to the output
+    live           the output depends on it (entries making other nodes are not replayed)
+    need           live, and on a path from a differentiated input to the output
 
 Invariants
 ----------
@@ -22,6 +23,7 @@ Invariants
 """
 import sys
 import threading
+from collections import namedtuple
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -32,7 +34,11 @@ from tapegrad.recorder import ENTRY_COLUMNS, KIND_NAMES, NODE_COLUMNS, CONST, IN
 
 _ONE = np.ones(1)
 _POOL_SIZE = 4  # adjoint buffers kept per thread; beyond that, results get fresh ones
-_UNSHARED_REFS = 3  # sys.getrefcount of a pooled buffer nobody else holds: pool, loop, call
+_VIEW_SHARE = 0.5  # gradients are views, not copies, when they fill this much of the arena
+
+
+def _refcount(pool, i):
+    return sys.getrefcount(pool[i])
 
 
 def leaf_spec(x, differentiable, argpos):
@@ -67,9 +73,30 @@ def static_key(x):
         return None
 
 
+_Entries = namedtuple("_Entries", "op out a b iarg p q offset size need base")
+_Bound = namedtuple("_Bound", "vals adj ext keep")  # one call's buffers and bound arguments
+
+
+def _by_reference(tape):
+    """{input node: slot} for the inputs read where the caller keeps them: those whose
+    storage only MATMUL entries read (BLAS takes an address), so copying them into the
+    arena would be wasted work.  Slots count from 1 into the tape's ``inputs``."""
+    live = tape.live[tape.out] != 0
+    users = np.concatenate([tape.base[tape.a[live]], tape.base[tape.b[live & (tape.b >= 0)]]])
+    ops = np.concatenate([tape.op[live], tape.op[live & (tape.b >= 0)]])
+    other = set(users[ops != J.CODES["MATMUL"]].tolist()) | {int(tape.base[tape.output])}
+    matmul = set(users[ops == J.CODES["MATMUL"]].tolist())
+    return {int(node): k + 1 for k, node in enumerate(tape.inputs)
+            if node in matmul and node not in other and tape.base[node] == node}
+
+
 def _program(tape):
     """The interpreter's view of a tape: one row of offsets per entry (see PROG_COLUMNS),
     the float attributes, and the merged arena blocks whose adjoints must be zeroed."""
+    slots = tape._slots
+    keep = tape.live[tape.out] != 0  # an entry the output does not depend on is never run
+    tape = _Entries(*(getattr(tape, c)[keep] for c in _Entries._fields[:7]),
+                    *(getattr(tape, c) for c in _Entries._fields[7:]))
     n_entries, n_nodes = len(tape.op), len(tape.offset)
     has_b = tape.b >= 0
     b = np.where(has_b, tape.b, 0)
@@ -97,6 +124,9 @@ def _program(tape):
     prog[:, 4] = tape.size[tape.out]
     prog[:, 5] = tape.iarg
     prog[:, 6] = np.where(live, J.NEED_OUT | mode_a << J.A_SHIFT | mode_b << J.B_SHIFT, 0)
+    slot_of = np.vectorize(lambda node: slots.get(int(node), 0), otypes=[np.int64])
+    if slots:
+        prog[:, 7] = slot_of(base_a) | np.where(has_b, slot_of(base_b), 0) << J.SLOT_BITS
     attrs = np.ascontiguousarray(np.stack([tape.p, tape.q], axis=1))
 
     assigned = np.zeros(n_nodes, bool)
@@ -141,6 +171,7 @@ class Tape:
     kind: np.ndarray
     base: np.ndarray
     need: np.ndarray
+    live: np.ndarray
     # arenas
     ints: np.ndarray
     shapes: np.ndarray
@@ -157,6 +188,7 @@ class Tape:
 
     def __post_init__(self):
         self._local = threading.local()  # per-thread work buffers
+        self._slots = _by_reference(self)
         self._prog, self._attrs, self._zero = _program(self)
         self._plans()
 
@@ -166,8 +198,8 @@ class Tape:
         e, n = columns["entries"], columns["nodes"]
         traced_args = [arg for arg, spec in zip(leaf_arg, specs) if spec[0] == "f"]
         diff = np.array([node for node, arg in zip(inputs, traced_args) if arg in argnums], np.int64)
-        need = J.activity(e["out"], e["a"], e["b"], n["base"], diff, np.int64(output))
-        return cls(**e, **n, need=need, ints=columns["ints"], shapes=columns["shapes"],
+        need, live = J.activity(e["out"], e["a"], e["b"], n["base"], diff, np.int64(output))
+        return cls(**e, **n, need=need, live=live, ints=columns["ints"], shapes=columns["shapes"],
                    values=columns["values"], inputs=np.asarray(inputs, np.int64), output=int(output),
                    in_tree=in_tree, specs=tuple(specs), leaf_arg=tuple(leaf_arg),
                    argnums=tuple(argnums), argnums_is_int=argnums_is_int,
@@ -221,18 +253,24 @@ class Tape:
         """This thread's value buffer (a copy of the arena, so it holds the constants) and
         an adjoint buffer that no earlier result still uses.
 
-        Gradients are returned as views of the adjoint buffer instead of copies: a buffer
-        goes back into service only when no returned gradient refers to it any more.
+        When the gradients are most of the arena they are returned as views of the adjoint
+        buffer rather than copies (see ``_gradients``), so a buffer goes back into service
+        only when nothing refers to it any more.  "Nothing" is the reference count the
+        buffer had right after it was created, read through the same helper, so the test
+        does not depend on how the interpreter counts its own references.
         """
         local = self._local
         if not hasattr(local, "vals"):
-            local.vals, local.adjs = self.values.copy(), []
-        for adj in local.adjs:
-            if sys.getrefcount(adj) <= _UNSHARED_REFS:
-                return local.vals, adj
+            local.vals, local.adjs, local.unshared = self.values.copy(), [], 0
+        for i in range(len(local.adjs)):
+            if _refcount(local.adjs, i) <= local.unshared:
+                return local.vals, local.adjs[i]
         adj = np.empty_like(self.values)
         if len(local.adjs) < _POOL_SIZE:
             local.adjs.append(adj)
+            del adj
+            local.unshared = _refcount(local.adjs, len(local.adjs) - 1)
+            return local.vals, local.adjs[-1]
         return local.vals, adj
 
     def _bind(self, args):
@@ -264,23 +302,34 @@ class Tape:
         differentiated leaf's adjoint is, and where the output is."""
         traced = [(i, spec, arg) for i, (spec, arg) in enumerate(zip(self.specs, self.leaf_arg))
                   if spec[0] == "f"]
-        self._load_plan = [(i, int(self.offset[node]), int(self.size[node]), spec[3] == "float")
+        self._load_plan = [(i, int(self.offset[node]), int(self.size[node]), spec[3] == "float",
+                            self._slots.get(int(node), 0))
                            for node, (i, spec, _) in zip(self.inputs, traced)]
         self._grad_plan = [(arg, int(self.offset[node]), int(self.size[node]), bool(self.need[node]),
                             spec[1], np.dtype(spec[2]), spec[3])
                            for node, (_, spec, arg) in zip(self.inputs, traced) if arg in self.argnums]
         self._arg_trees = [pytree.children(self.in_tree)[k] for k in self.argnums]
+        self._grad_end = max((start + size for _, start, size, *_ in self._grad_plan), default=0)
         out = self.output
         self._out_plan = (int(self.offset[out]), int(self.size[out]), self.shape(out))
 
     def _load(self, leaves):
+        """Bind argument leaves: copy them into this thread's value buffer, or, for inputs
+        read by reference, note their address (keeping a float64 C-ordered copy alive if
+        the caller's array is not one already)."""
         vals, adj = self._workspace()
-        for i, start, size, is_float in self._load_plan:
-            if is_float:
+        ext = np.zeros(len(self.inputs), np.int64)
+        keep = []
+        for i, start, size, is_float, slot in self._load_plan:
+            if slot:
+                arr = np.ascontiguousarray(leaves[i], dtype=np.float64)
+                keep.append(arr)
+                ext[slot - 1] = arr.ctypes.data
+            elif is_float:
                 vals[start] = leaves[i]
             else:
                 vals[start:start + size] = np.ravel(leaves[i])
-        return vals, adj
+        return _Bound(vals, adj, ext, keep)
 
     def _output(self, vals):
         start, size, shape = self._out_plan
@@ -300,8 +349,16 @@ class Tape:
                 for _, start, size, needed, _, _, _ in self._grad_plan]
 
     def _gradients(self, adj):
-        """The gradient for each differentiated argument, shaped and typed like it: views
-        of ``adj``, which ``_workspace`` will not hand out again while they live."""
+        """The gradient for each differentiated argument, shaped and typed like it.
+
+        The differentiated inputs' adjoints are one block at the start of the arena (the
+        recorder creates those inputs first).  A block that is most of the arena is handed
+        out as views (``_workspace`` will not reuse the buffer while they live): copying
+        it would cost as much as a layer of the model.  A smaller one is copied, so that
+        a held gradient never keeps a large buffer alive.
+        """
+        if self._grad_end < _VIEW_SHARE * len(adj):
+            adj = adj[:self._grad_end].copy()
         leaves = []
         for (_, start, size, needed, shape, dtype, kind), g in zip(self._grad_plan, self._adjoints(adj)):
             if kind == "float":
@@ -315,27 +372,27 @@ class Tape:
     def _check_scalar_output(self, what):
         check_scalar_output(self.shape(self.output), what)
 
-    def _replay(self, vals):
-        J.forward_sweep(self._prog, self._attrs, self.ints, vals)
+    def _replay(self, bound):
+        J.forward_sweep(self._prog, self._attrs, self.ints, bound.vals, bound.ext)
 
-    def _sweep(self, vals, adj, seed, replay):
+    def _sweep(self, bound, seed, replay):
         if replay:
-            J.forward_sweep(self._prog, self._attrs, self.ints, vals)
-        J.backward_sweep(self._prog, self._attrs, self.ints, vals, adj, self._zero,
-                         self._out_plan[0], seed)
+            self._replay(bound)
+        J.backward_sweep(self._prog, self._attrs, self.ints, bound.vals, bound.adj, self._zero,
+                         self._out_plan[0], seed, bound.ext)
 
     def forward(self, *args):
         """The function's value at ``args``, computed by replaying the tape."""
-        vals, _ = self._bind(args)
-        self._replay(vals)
-        return self._output(vals)
+        bound = self._bind(args)
+        self._replay(bound)
+        return self._output(bound.vals)
 
     def value_and_gradient(self, *args):
         """(value, gradient) at ``args``: one forward replay and one backward sweep."""
         self._check_scalar_output("gradient")
-        vals, adj = self._bind(args)
-        self._sweep(vals, adj, _ONE, True)
-        return self._output(vals), self._gradients(adj)
+        bound = self._bind(args)
+        self._sweep(bound, _ONE, True)
+        return self._output(bound.vals), self._gradients(bound.adj)
 
     def gradient(self, *args):
         """Gradient of the (scalar) output with respect to the arguments in ``argnums``."""
@@ -343,21 +400,22 @@ class Tape:
 
     def jacobian(self, *args):
         """d output / d argument, shaped output.shape + argument.shape, by one sweep per output."""
-        vals, adj = self._bind(args)
-        self._replay(vals)
-        return self._jacobian_rows(vals, adj)
+        bound = self._bind(args)
+        self._replay(bound)
+        return self._jacobian_rows(bound)
 
-    def _jacobian_rows(self, vals, adj):
+    def _jacobian_rows(self, bound):
         out_shape, m = self.shape(self.output), int(self.size[self.output])
         jac = [np.empty((m, plan[2])) for plan in self._grad_plan]
         seed = np.zeros(m)
         for i in range(m):  # row i of the Jacobian is the gradient of output element i
             seed[:] = 0.0
             seed[i] = 1.0
-            self._sweep(vals, adj, seed, False)
-            for rows, g in zip(jac, self._adjoints(adj)):
+            self._sweep(bound, seed, False)
+            for rows, g in zip(jac, self._adjoints(bound.adj)):
                 rows[i] = g
-        return self._assemble([rows.reshape(out_shape + plan[4]).astype(plan[5])
+        return self._assemble([float(rows[0, 0]) if plan[6] == "float" and out_shape == ()
+                               else rows.reshape(out_shape + plan[4]).astype(plan[5])
                                for rows, plan in zip(jac, self._grad_plan)])
 
     # persistence ---------------------------------------------------------------------------

@@ -150,7 +150,11 @@ def _recorder(*xs):
     if len(recs) > 1:
         raise ValueError("values traced by two different recordings were combined; a Traced "
                          "value must not escape the function being differentiated")
-    return next(iter(recs.values()))
+    rec = next(iter(recs.values()))
+    if rec.closed:
+        raise ValueError("this traced value belongs to a finished recording; a Traced value "
+                         "must not escape the function being differentiated")
+    return rec
 
 
 def _as_float_array(op, x):
@@ -176,6 +180,8 @@ def _emit(rec, name, a, value, b=-1, ints=None, p=0.0, q=0.0):
 # elementwise ------------------------------------------------------------------------------
 
 def affine(x, p, q):
+    if p == 1.0 and q == 0.0 and _recorder(x):  # x + 0, x * 1: nothing to record
+        return x
     return _emit(x._rec, "AFFINE", x._node, p * x._value + q, p=p, q=q)
 
 

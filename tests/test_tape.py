@@ -316,3 +316,31 @@ def test_value_dependent_flag_survives_pickle():
     assert tape.value_dependent is True
     with pytest.raises(ValueError, match="branched"):
         tape.forward(2.0)
+
+
+# --- inputs read by reference ---------------------------------------------------------------
+
+def _mlp_like(W, X):
+    return tnp.sum(tnp.tanh(X @ W))
+
+
+def test_matmul_only_inputs_are_read_by_reference_and_differentiate_correctly(rng):
+    W, X = rng.normal(size=(4, 3)), rng.normal(size=(5, 4))
+    tape = tg.record(_mlp_like, W, X)
+    assert sorted(tape._slots.values()) == [1, 2]  # both inputs only feed the matmul
+    for W1, X1 in [(rng.normal(size=(4, 3)), rng.normal(size=(5, 4))),
+                   (rng.normal(size=(3, 4)).T, rng.normal(size=(4, 5)).T),      # not C-ordered
+                   (rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(5, 4)))]:
+        expected = (1 - np.tanh(X1 @ W1) ** 2).sum(0)
+        np.testing.assert_allclose(tape.gradient(W1, X1), np.asarray(X1, float).T @
+                                   (1 - np.tanh(X1 @ W1) ** 2), rtol=1e-12)
+        assert expected.shape == (3,)
+        np.testing.assert_allclose(tape.forward(W1, X1), np.tanh(X1 @ W1).sum(), rtol=1e-12)
+
+
+def test_an_input_used_outside_matmul_is_copied(rng):
+    W, X = rng.normal(size=(4, 3)), rng.normal(size=(5, 4))
+    tape = tg.record(lambda W, X: tnp.sum(X @ W) + tnp.sum(W * W), W, X)
+    assert list(tape._slots) == [int(tape.inputs[1])]  # X only; W is also squared
+    g = tape.gradient(W, X)
+    np.testing.assert_allclose(g, X.sum(0)[:, None] * np.ones((1, 3)) + 2 * W, rtol=1e-12)
