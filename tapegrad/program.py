@@ -28,9 +28,12 @@ def by_reference(tape):
     storage only MATMUL entries read (BLAS takes an address), so copying them into the
     arena would be wasted work.  Slots count from 1 into the tape's ``inputs``."""
     live = tape.live[tape.out] != 0
-    users = np.concatenate([tape.base[tape.a[live]], tape.base[tape.b[live & (tape.b >= 0)]]])
+    operands = np.concatenate([tape.a[live], tape.b[live & (tape.b >= 0)]])
+    users = tape.base[operands]
     ops = np.concatenate([tape.op[live], tape.op[live & (tape.b >= 0)]])
-    other = set(users[ops != J.CODES["MATMUL"]].tolist()) | {int(tape.base[tape.output])}
+    # a window into the middle of an input is read from the arena, not by address
+    inside = tape.offset[operands] != tape.offset[users]
+    other = set(users[(ops != J.CODES["MATMUL"]) | inside].tolist()) | {int(tape.base[tape.output])}
     matmul = set(users[ops == J.CODES["MATMUL"]].tolist())
     return {int(node): k + 1 for k, node in enumerate(tape.inputs)
             if node in matmul and node not in other and tape.base[node] == node}

@@ -9,8 +9,9 @@ Invariants
 ----------
 * A node is created once and never changed.  Entries only refer to earlier nodes, so the
   tape is already in topological order.
-* Every node owns ``size`` consecutive floats of the arena, except an alias (a reshape),
-  which shares the storage of its ``base`` node: same values, same adjoint.
+* Every node owns ``size`` consecutive floats of the arena, except an alias (a reshape, or
+  a slice contiguous in memory such as ``x[1:]`` or ``x[i]``), which is a window on the
+  storage of its ``base`` node: same values, same adjoint, no tape entry.
 * Integer attributes of an entry live at ``ints[iarg : iarg + k]``; ``iarg`` is -1 when the
   op has none.  Shapes live in their own arena at ``shape_start[node]``.
 """
@@ -76,15 +77,16 @@ class Recorder:
         self.value_dependent = False  # set when a traced value became a Python value
         self.closed = False
 
-    def node(self, value, kind, base=-1):
-        """Add a node holding ``value`` (an alias shares ``base``'s storage instead)."""
+    def node(self, value, kind, base=-1, start=0):
+        """Add a node holding ``value``.  An alias (a reshape, or a slice that is contiguous
+        in memory) instead views ``base``'s storage from element ``start`` on."""
         if self.closed:
             raise ValueError("this traced value belongs to a finished recording; a Traced value "
                              "must not escape the function being differentiated")
         shape = np.shape(value)
         if base >= 0:
+            offset = self.nodes.cols["offset"][base] + start
             base = int(self.nodes.cols["base"][base])
-            offset = self.nodes.cols["offset"][base]
         else:
             offset = self.values.push(np.ravel(value))
         start = self.shapes.push(shape)

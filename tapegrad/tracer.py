@@ -342,8 +342,15 @@ def _check_key(key):
 
 
 def getitem(x, key):
+    """``x[key]``: a free view when the selection is contiguous in memory (``x[i]``,
+    ``x[1:]``, ``X[2]``), otherwise a GATHER entry."""
     _check_key(key)
     try:
-        return gather(x, lambda pos: pos[key])
+        shape, idx = S.index_map(x.shape, lambda pos: pos[key])
     except IndexError as err:
         raise IndexError(f"indexing a traced value of shape {x.shape}: {err}") from None
+    if idx.size and idx[-1] - idx[0] == idx.size - 1 and (idx.size < 3 or np.all(np.diff(idx) == 1)):
+        value = x._value.ravel()[idx[0]:idx[0] + idx.size].reshape(shape)
+        return Traced(x._rec, x._rec.node(value, ALIAS, base=x._node, start=int(idx[0])), value)
+    value = x._value.ravel()[idx].reshape(shape)
+    return _emit(x._rec, "GATHER", x._node, value, ints=idx)

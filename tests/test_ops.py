@@ -69,9 +69,8 @@ CASES = {
                [((3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,)), ((1, 4), (4, 1)),
                 ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((3, 4), (2, 4, 5)), ((2, 1, 3, 4), (3, 4, 2))]]
                + [(tnp.dot, ((3, 4), (4, 2)), R)],
-    "GATHER": [(lambda x: x[1:], ((5,),), R), (lambda x: x[::-2], ((5,),), R),
-               (lambda x: x[2], ((5,),), R), (lambda x: x[:, 0], ((3, 4),), R),
-               (lambda x: x[1, 2], ((3, 4),), R), (lambda x: x[[0, 0, 2]], ((3, 4),), R),
+    "GATHER": [(lambda x: x[::2], ((5,),), R), (lambda x: x[::-2], ((5,),), R),
+               (lambda x: x[:, 0], ((3, 4),), R), (lambda x: x[[0, 0, 2]], ((3, 4),), R),
                (lambda x: x[None, ..., 1:3], ((3, 4),), R), (lambda x: x.T, ((3, 4),), R),
                (lambda x: tnp.transpose(x, (2, 0, 1)), ((2, 3, 4),), R),
                (lambda x: tnp.broadcast_to(x, (3, 4)), ((4,),), R)],
@@ -163,3 +162,25 @@ def test_dot_product_identity_large():
     h = 1e-6
     jvp = (np.asarray(f(x + h * v)) - np.asarray(f(x - h * v))) / (2 * h)
     np.testing.assert_allclose(vjp @ v, u @ jvp, rtol=1e-7)
+
+
+VIEWS = [((5,), lambda x: x[1:]), ((5,), lambda x: x[2]), ((5,), lambda x: x[-1]),
+         ((3, 4), lambda x: x[1]), ((3, 4), lambda x: x[1, 2]), ((3, 4), lambda x: x[1:3]),
+         ((2, 3, 4), lambda x: x[1, 1:]), ((3, 4), lambda x: x.reshape(2, 6)[1])]
+
+
+@pytest.mark.parametrize("shape, select", VIEWS)
+def test_contiguous_selections_are_views_without_entries(shape, select):
+    """A selection contiguous in memory is a window on its source: no entry, same adjoint."""
+    x = np.random.default_rng(3).normal(size=shape)
+    tape = tg.record(select, x)
+    assert len(tape) == 0
+    new = x + 1.0
+    np.testing.assert_array_equal(tape.forward(new), select(new))
+    w = np.random.default_rng(4).normal(size=np.shape(select(x)))
+
+    def loss(x):
+        return tnp.sum(w * tnp.exp(select(x)))
+
+    np.testing.assert_allclose(tg.grad(loss)(x), _central_difference(loss, [x.copy()], 0),
+                               rtol=1e-6, atol=1e-8)
