@@ -7,6 +7,8 @@
 Exit status: 0 done, 1 a tapegrad figure regressed beyond --fail-above, 2 bad arguments.
 """
 import argparse
+import importlib.util
+import os
 import sys
 
 from tapegrad.bench import report, timing
@@ -102,6 +104,14 @@ def bench(parser, args):
         except (OSError, ValueError) as err:
             parser.error(f"--compare: {err}")
     names, sizes, chosen = _select(parser, args, systems)
+    for flag, module, extra in (("--format rich", "rich", "rich"), ("--plot", "matplotlib", "plot")):
+        wanted = args.format == "rich" if module == "rich" else args.plot
+        if wanted and importlib.util.find_spec(module) is None:
+            parser.error(f"{flag} needs {module}: pip install {module}  (or the '{extra}' extra)")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5:  # multi-threaded BLAS, JAX and torch slow down a lot on a busy machine
+        print(f"warning: load average {load:.1f} before starting: other work is running, so "
+              "times will be noisy (multi-threaded kernels suffer most)", file=sys.stderr)
     repeats = args.repeats or (5 if args.quick else 15)
     target = 0.005 if args.quick else 0.02
     steps = sum(len(sizes[w]) * (len(chosen) + repeats) for w in names)

@@ -100,8 +100,9 @@ def machine_info():
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu,
-            "cores": os.cpu_count(), "python": platform.python_version()}
+            "cores": os.cpu_count(), "python": platform.python_version(), "load_average_1min": load}
 
 
 def git_commit():

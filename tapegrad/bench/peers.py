@@ -1,0 +1,327 @@
+"""Peer AD systems: autograd, JAX, PyTorch (eager and ``torch.func``) and CasADi.
+
+Each runs only when its module is installed; all compute in float64.  The inputs are
+converted to the system's own array type once, in setup (``jnp.asarray``, ``torch.tensor``,
+``casadi.DM``); each timed call computes the gradient and converts it back to numpy, the
+way a user who needs numpy results would.  Everything built before the returned function
+exists, and its first call (JAX's tracing and XLA compilation), counts as setup.
+
+The many-points workloads are separable (the total over all points is a sum of per-point
+terms), so the gradient of the total is every point's gradient at once; systems without a
+vectorising map (autograd, PyTorch eager) use that, the others their map (``jax.vmap``,
+``torch.func.vmap``, ``casadi.Function.map``).
+"""
+import numpy as np
+
+from tapegrad.bench import workloads as W
+from tapegrad.bench.systems import System
+
+
+def rosenbrock_sum(x, total):
+    """The vectorised Rosenbrock function of a 1-d array (``total`` is the system's sum)."""
+    return total(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def rosenbrock_rows(X, total):
+    """The sum of the Rosenbrock functions of the rows of a 2-d array (separable by row)."""
+    return total(100.0 * (X[:, 1:] - X[:, :-1] ** 2) ** 2 + (1.0 - X[:, :-1]) ** 2)
+
+
+def mlp_loss(params, X, Y, exp, logsumexp):
+    """The workload's MLP loss: sigmoid hidden layers, softmax cross-entropy (batch mean)."""
+    h = X
+    for Wk, bk in zip(params[0:-2:2], params[1:-2:2]):
+        h = 1.0 / (1.0 + exp(-(h @ Wk + bk)))
+    z = h @ params[-2] + params[-1]
+    return -(Y * (z - logsumexp(z, axis=1, keepdims=True))).sum() / X.shape[0]
+
+
+class Autograd(System):
+    """HIPS autograd: tracing on every call, numpy underneath."""
+    name, module, install = "autograd", "autograd", "pip install autograd"
+
+    def lecture(self, p):
+        import autograd
+        import autograd.numpy as anp
+        grad, x = autograd.grad(lambda x: W.lecture_value(x, anp.exp, anp.sqrt, anp.cos)), p.data["x"]
+        return lambda: float(grad(x))
+
+    def rosenbrock(self, p):
+        import autograd
+        import autograd.numpy as anp
+        grad, x = autograd.grad(lambda x: rosenbrock_sum(x, anp.sum)), p.data["x"]
+        return lambda: grad(x)
+
+    def rosenbrock_loop(self, p):
+        import autograd
+        grad, x = autograd.grad(W.rosenbrock_loop), p.data["x"]
+        return lambda: grad(x)
+
+    def mlp(self, p):
+        import autograd
+        import autograd.numpy as anp
+        from autograd.scipy.special import logsumexp
+        grad = autograd.grad(lambda params, X, Y: mlp_loss(params, X, Y, anp.exp, logsumexp))
+        params, X, Y = p.data["params"], p.data["X"], p.data["Y"]
+        return lambda: list(grad(params, X, Y))
+
+    def many_points(self, p):
+        import autograd
+        import autograd.numpy as anp
+        if "x" in p.data:
+            grad, x = autograd.elementwise_grad(lambda x: W.lecture_value(x, anp.exp, anp.sqrt, anp.cos)), p.data["x"]
+            return lambda: grad(x)
+        grad, X = autograd.grad(lambda X: rosenbrock_rows(X, anp.sum)), p.data["X"]
+        return lambda: grad(X)
+
+    def first_gradient(self, p):
+        return ("import autograd, autograd.numpy as np\n"
+                "f = lambda x: np.sqrt(x**2 + np.exp(x**2)) + np.cos(x**2 + np.exp(x**2))\n"
+                f"print(autograd.grad(f)({p.data['x']!r}))")
+
+
+class Jax(System):
+    """JAX: ``jax.jit(jax.grad(f))`` (XLA on the CPU), 64-bit floats enabled."""
+    name, module, install = "jax", "jax", 'pip install "jax[cpu]"'
+
+    @staticmethod
+    def _jax():
+        import jax
+        jax.config.update("jax_enable_x64", True)  # before any array is made
+        return jax
+
+    def _compiled(self, grad, *args):
+        """Run ``grad`` once (tracing and compiling it) and return the steady-state call."""
+        self._jax().block_until_ready(grad(*args))
+        return grad
+
+    def lecture(self, p):
+        jax = self._jax()
+        jnp = jax.numpy
+        grad = jax.jit(jax.grad(lambda x: W.lecture_value(x, jnp.exp, jnp.sqrt, jnp.cos)))
+        x = jnp.asarray(p.data["x"])
+        grad = self._compiled(grad, x)
+        return lambda: float(grad(x))
+
+    def rosenbrock(self, p):
+        jax = self._jax()
+        jnp = jax.numpy
+        x = jnp.asarray(p.data["x"])
+        grad = self._compiled(jax.jit(jax.grad(lambda x: rosenbrock_sum(x, jnp.sum))), x)
+        return lambda: np.asarray(grad(x))
+
+    def rosenbrock_loop(self, p):
+        jax = self._jax()
+        x = jax.numpy.asarray(p.data["x"])
+        # the Python loop unrolls into the trace: XLA compiles n-1 copies of the body, which
+        # took ~17 s for n=1000 (~1 s for n=100) on a 2-core machine
+        grad = self._compiled(jax.jit(jax.grad(W.rosenbrock_loop)), x)
+        return lambda: np.asarray(grad(x))
+
+    def mlp(self, p):
+        jax = self._jax()
+        jnp = jax.numpy
+        grad = jax.jit(jax.grad(lambda params, X, Y: mlp_loss(params, X, Y, jnp.exp, jax.nn.logsumexp)))
+        params = [jnp.asarray(a) for a in p.data["params"]]
+        X, Y = jnp.asarray(p.data["X"]), jnp.asarray(p.data["Y"])
+        grad = self._compiled(grad, params, X, Y)
+        return lambda: [np.asarray(g) for g in grad(params, X, Y)]
+
+    def many_points(self, p):
+        jax = self._jax()
+        jnp = jax.numpy
+        if "x" in p.data:
+            f, pts = (lambda x: W.lecture_value(x, jnp.exp, jnp.sqrt, jnp.cos)), p.data["x"]
+        else:
+            f, pts = (lambda x: rosenbrock_sum(x, jnp.sum)), p.data["X"]
+        pts = jnp.asarray(pts)
+        grad = self._compiled(jax.jit(jax.vmap(jax.grad(f))), pts)
+        return lambda: np.asarray(grad(pts))
+
+    def first_gradient(self, p):
+        return ("import jax\njax.config.update('jax_enable_x64', True)\nimport jax.numpy as jnp\n"
+                "f = lambda x: jnp.sqrt(x**2 + jnp.exp(x**2)) + jnp.cos(x**2 + jnp.exp(x**2))\n"
+                f"print(jax.jit(jax.grad(f))({p.data['x']!r}))")
+
+
+class Torch(System):
+    """PyTorch eager mode: the graph is recorded during each forward pass, then ``backward``.
+    Note: with its default 2 OpenMP threads on a 2-core machine, any other busy process
+    made element-wise ops on 1e5-1e6 elements ~100x slower (thread barriers)."""
+    name, module, install = "torch", "torch", "pip install torch (a CPU build is enough)"
+
+    @staticmethod
+    def _leaves(*arrays):
+        import torch
+        return [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
+
+    @staticmethod
+    def _backward(loss_fn, leaves, *args):
+        """One gradient: fresh ``.grad`` buffers, a forward pass, ``backward``."""
+        for t in leaves:
+            t.grad = None
+        loss_fn(*leaves, *args).backward()
+        return [t.grad.numpy() for t in leaves]
+
+    def lecture(self, p):
+        import torch
+        (x,) = self._leaves(p.data["x"])
+        f = lambda x: W.lecture_value(x, torch.exp, torch.sqrt, torch.cos)
+        return lambda: float(self._backward(f, [x])[0])
+
+    def rosenbrock(self, p):
+        import torch
+        (x,) = self._leaves(p.data["x"])
+        return lambda: self._backward(lambda x: rosenbrock_sum(x, torch.sum), [x])[0]
+
+    def rosenbrock_loop(self, p):
+        (x,) = self._leaves(p.data["x"])
+        return lambda: self._backward(W.rosenbrock_loop, [x])[0]
+
+    def mlp(self, p):
+        import torch
+        params = self._leaves(*p.data["params"])
+        X, Y = (torch.tensor(a, dtype=torch.float64) for a in (p.data["X"], p.data["Y"]))
+        loss = lambda *a: mlp_loss(list(a[:-2]), a[-2], a[-1], torch.exp, torch.logsumexp)
+        return lambda: self._backward(loss, params, X, Y)
+
+    def many_points(self, p):
+        import torch
+        if "x" in p.data:   # separable: d/dx_i of the sum is f'(x_i)
+            (x,) = self._leaves(p.data["x"])
+            f = lambda x: W.lecture_value(x, torch.exp, torch.sqrt, torch.cos).sum()
+            return lambda: self._backward(f, [x])[0]
+        (X,) = self._leaves(p.data["X"])
+        return lambda: self._backward(lambda X: rosenbrock_rows(X, torch.sum), [X])[0]
+
+    def first_gradient(self, p):
+        return (f"import torch\nx = torch.tensor({p.data['x']!r}, dtype=torch.float64, requires_grad=True)\n"
+                "u = x**2 + torch.exp(x**2)\n(torch.sqrt(u) + torch.cos(u)).backward()\n"
+                "print(x.grad.item())")
+
+
+class TorchFunc(System):
+    """PyTorch's functional transforms: ``torch.func.grad``, ``torch.func.vmap``."""
+    name, module, install = "torch.func", "torch", "pip install torch (a CPU build is enough)"
+
+    @staticmethod
+    def _tensor(a):
+        import torch
+        return torch.tensor(a, dtype=torch.float64)
+
+    def lecture(self, p):
+        import torch
+        grad = torch.func.grad(lambda x: W.lecture_value(x, torch.exp, torch.sqrt, torch.cos))
+        x = self._tensor(p.data["x"])
+        return lambda: grad(x).item()
+
+    def rosenbrock(self, p):
+        import torch
+        grad, x = torch.func.grad(lambda x: rosenbrock_sum(x, torch.sum)), self._tensor(p.data["x"])
+        return lambda: grad(x).numpy()
+
+    def rosenbrock_loop(self, p):
+        import torch
+        grad, x = torch.func.grad(W.rosenbrock_loop), self._tensor(p.data["x"])
+        return lambda: grad(x).numpy()
+
+    def mlp(self, p):
+        import torch
+        grad = torch.func.grad(lambda params, X, Y: mlp_loss(params, X, Y, torch.exp, torch.logsumexp))
+        params = [self._tensor(a) for a in p.data["params"]]
+        X, Y = self._tensor(p.data["X"]), self._tensor(p.data["Y"])
+        return lambda: [g.numpy() for g in grad(params, X, Y)]
+
+    def many_points(self, p):
+        import torch
+        if "x" in p.data:
+            f, pts = (lambda x: W.lecture_value(x, torch.exp, torch.sqrt, torch.cos)), p.data["x"]
+        else:
+            f, pts = (lambda x: rosenbrock_sum(x, torch.sum)), p.data["X"]
+        grad, pts = torch.func.vmap(torch.func.grad(f)), self._tensor(pts)
+        return lambda: grad(pts).numpy()
+
+    def first_gradient(self, p):
+        return ("import torch\nf = lambda x: torch.sqrt(x**2 + torch.exp(x**2)) + torch.cos(x**2 + torch.exp(x**2))\n"
+                f"print(torch.func.grad(f)(torch.tensor({p.data['x']!r}, dtype=torch.float64)).item())")
+
+
+class Casadi(System):
+    """CasADi: a symbolic graph built once, differentiated symbolically into a
+    ``casadi.Function``, evaluated by CasADi's virtual machine (no code generation).
+    Scalar programs use SX (scalar graphs); vector and matrix programs use MX (one node
+    per vector operation), CasADi's advice for each; SX would expand the 1e6 Rosenbrock into
+    ~1e7 scalar nodes (15 s, 1.5 GB to build, the same call time) and the large MLP's
+    matrix products into ~1e7 multiplications."""
+    name, module, install = "casadi", "casadi", "pip install casadi"
+
+    @staticmethod
+    def _call(fn, *args):
+        """``fn`` bound to its inputs, converted to ``DM`` once, here in setup."""
+        import casadi as ca
+        args = [ca.DM(a) for a in args]
+        return lambda: fn(*args)
+
+    def _scalar_fn(self):
+        import casadi as ca
+        x = ca.SX.sym("x")
+        f = W.lecture_value(x, ca.exp, ca.sqrt, ca.cos)
+        return ca.Function("g", [x], [ca.gradient(f, x)])
+
+    def lecture(self, p):
+        call = self._call(self._scalar_fn(), p.data["x"])
+        return lambda: float(call())
+
+    def rosenbrock(self, p):
+        import casadi as ca
+        x = ca.MX.sym("x", p.data["x"].size)
+        g = ca.Function("g", [x], [ca.gradient(rosenbrock_sum(x, ca.sum1), x)])
+        call = self._call(g, p.data["x"])
+        return lambda: call().full().ravel()
+
+    def rosenbrock_loop(self, p):
+        import casadi as ca
+        x = ca.SX.sym("x", p.data["x"].size)
+        f = W.rosenbrock_loop(ca.vertsplit(x))  # the loop over x's scalar elements (SX has no len)
+        g = ca.Function("g", [x], [ca.gradient(f, x)])
+        call = self._call(g, p.data["x"])
+        return lambda: call().full().ravel()
+
+    def mlp(self, p):
+        import casadi as ca
+        params, X, Y = p.data["params"], p.data["X"], p.data["Y"]
+        syms = [ca.MX.sym(f"p{i}", a.shape[0], a.shape[1] if a.ndim == 2 else 1) for i, a in enumerate(params)]
+        Xs, Ys = ca.MX.sym("X", *X.shape), ca.MX.sym("Y", *Y.shape)
+        rows = ca.DM.ones(X.shape[0], 1)  # no broadcasting: a bias column b enters as rows @ b.T
+        h = Xs
+        for Wk, bk in zip(syms[0:-2:2], syms[1:-2:2]):
+            h = 1.0 / (1.0 + ca.exp(-(ca.mtimes(h, Wk) + ca.mtimes(rows, bk.T))))
+        z = ca.mtimes(h, syms[-2]) + ca.mtimes(rows, syms[-1].T)
+        lse = ca.log(ca.sum2(ca.exp(z)))   # per-row logsumexp, unshifted: z is small here
+        loss = -ca.sum1(ca.sum2(Ys * (z - ca.repmat(lse, 1, Y.shape[1])))) / X.shape[0]
+        # one reverse sweep for all parameters, split back into their shapes
+        flat = ca.gradient(loss, ca.vertcat(*[ca.vec(s) for s in syms]))
+        cuts = np.cumsum([0] + [a.size for a in params]).tolist()
+        grads = [ca.reshape(g, s.shape) for g, s in zip(ca.vertsplit(flat, cuts), syms)]
+        # evaluated with CasADi's own matrix product (no BLAS): slow for 784-256-128-10x64
+        call = self._call(ca.Function("g", syms + [Xs, Ys], grads), *params, X, Y)
+        return lambda: [g.full().reshape(a.shape) for g, a in zip(call(), params)]
+
+    def many_points(self, p):
+        import casadi as ca
+        if "x" in p.data:
+            g, pts = self._scalar_fn(), p.data["x"].reshape(1, -1)
+        else:
+            x = ca.SX.sym("x", p.data["X"].shape[1])
+            g = ca.Function("g", [x], [ca.gradient(rosenbrock_sum(x, ca.sum1), x)])
+            pts = p.data["X"].T
+        call = self._call(g.map(pts.shape[1]), pts)  # one column per point, evaluated serially
+        return (lambda: call().full().ravel()) if "x" in p.data else (lambda: call().full().T)
+
+    def first_gradient(self, p):
+        return ("import casadi as ca\nx = ca.SX.sym('x')\nu = x**2 + ca.exp(x**2)\n"
+                "g = ca.Function('g', [x], [ca.gradient(ca.sqrt(u) + ca.cos(u), x)])\n"
+                f"print(float(g({p.data['x']!r})))")
+
+
+PEERS = [Autograd(), Jax(), Torch(), TorchFunc(), Casadi()]
