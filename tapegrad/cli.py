@@ -109,7 +109,7 @@ def bench(parser, args):
         if wanted and importlib.util.find_spec(module) is None:
             parser.error(f"{flag} needs {module}: pip install {module}  (or the '{extra}' extra)")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > 0.5:  # multi-threaded BLAS, JAX and torch slow down a lot on a busy machine
+    if load > 0.5 * (os.cpu_count() or 1):  # multi-threaded BLAS, JAX, torch suffer most
         print(f"warning: load average {load:.1f} before starting: other work is running, so "
               "times will be noisy (multi-threaded kernels suffer most)", file=sys.stderr)
     repeats = args.repeats or (5 if args.quick else 15)
@@ -136,7 +136,7 @@ def bench(parser, args):
                   "repeats": repeats, "target_s": target, "quick": args.quick}
         report.save_json(args.json, report.to_json(results, versions, config))
     if args.plot:
-        report.plot(results, args.plot)
+        report.plot(results, args.plot, series={w for w in names if WORKLOADS[w].series})
     if args.compare:
         lines, regressions = report.compare(old, results, args.fail_above)
         print(f"\ntapegrad against {args.compare} (fail above {args.fail_above:.2f}x):")

@@ -157,23 +157,25 @@ def compare(old, new, threshold, system="tapegrad"):
 
 # --- plot -----------------------------------------------------------------------------------
 
-def plot(results, path):
-    """Time per gradient against problem size, log-log, one panel per workload with more
-    than one size, one line per system.  Needs matplotlib (pip install matplotlib)."""
+def plot(results, path, series=None):
+    """Time per gradient against problem size, log-log, one panel per workload timed at
+    more than one size (and named in ``series``, if given), one line per system, each
+    system in the same colour everywhere.  Needs matplotlib (pip install matplotlib)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     timed = [r for r in results if r.status == OK and r.samples_s]
     workloads = [w for w in dict.fromkeys(r.workload for r in timed)
-                 if len({r.scale for r in timed if r.workload == w}) > 1]
+                 if len({r.scale for r in timed if r.workload == w}) > 1 and (series is None or w in series)]
+    colours = {s: f"C{i}" for i, s in enumerate(dict.fromkeys(r.system for r in results))}
     if not workloads:
         raise ValueError("nothing to plot: no workload was timed at more than one size")
     fig, axes = plt.subplots(1, len(workloads), figsize=(5 * len(workloads), 4), squeeze=False)
     for ax, w in zip(axes[0], workloads):
         for system in dict.fromkeys(r.system for r in timed if r.workload == w):
             pts = sorted((r.scale, r.median) for r in timed if r.workload == w and r.system == system)
-            ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker="o", label=system)
+            ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker="o", label=system, color=colours[system])
         ax.set_title(w)
         ax.set_xlabel("problem size (parameters or points)")
         ax.set_ylabel("seconds per gradient")

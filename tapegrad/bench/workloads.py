@@ -29,6 +29,7 @@ class Workload:
     sizes: tuple
     quick_sizes: tuple
     make: Callable = field(repr=False)
+    series: bool = True   # the sizes are one problem scaled up (worth a time-vs-size plot)
 
 
 def _rng():
@@ -138,7 +139,7 @@ WORKLOADS = {w.name: w for w in [
     Workload("mlp", "MLP, sigmoid, softmax cross-entropy: all weights and biases",
              ("784-256-128-10x64", "64-32-10x16"), ("784-256-128-10x64", "64-32-10x16"), _mlp),
     Workload("many-points", "one gradient per point", ("lecture-1e5", "rosenbrock10-1e4"),
-             ("lecture-1e5", "rosenbrock10-1e4"), _many_points),
+             ("lecture-1e5", "rosenbrock10-1e4"), _many_points, series=False),
     Workload("first-gradient", "fresh process, warm caches: import and one gradient", ("lecture",), ("lecture",),
              lambda size: _lecture(size, "first-gradient")),
 ]}
