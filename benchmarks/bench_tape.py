@@ -26,7 +26,6 @@ every kernel once, so numba's compilation (or its cache load) is never timed.
 import statistics
 import timeit
 from dataclasses import fields
-from itertools import pairwise
 
 import numpy as np
 
@@ -34,71 +33,25 @@ import tapegrad as tg
 import tapegrad.numpy as tnp
 from tapegrad import pytree
 
-from .speed import rosenbrock_grad, rosenbrock_loop
+from tapegrad.bench.systems import tapegrad_mlp_loss
+from tapegrad.bench.workloads import (lecture_derivative, lecture_value, mlp_data, mlp_numpy_grad,
+                                      rosenbrock_grad, rosenbrock_loop)
 
 _ONE = np.ones(1)
 
 
-# workloads: a function for tapegrad and its gradient written by hand in numpy --------------
+# workloads: the bench runner's, as tapegrad functions with their hand-written gradients -----
 def lecture(x):
     """MML eq. 5.109."""
-    u = x ** 2 + tnp.exp(x ** 2)
-    return tnp.sqrt(u) + tnp.cos(u)
-
-
-def lecture_grad(x):
-    e = np.exp(x ** 2)
-    u = x ** 2 + e
-    return 2.0 * x * (1.0 + e) * (0.5 / np.sqrt(u) - np.sin(u))
+    return lecture_value(x, tnp.exp, tnp.sqrt, tnp.cos)
 
 
 def rosenbrock_vectorised(x):
     return tnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
-def mlp_problem(sizes, batch):
-    """Parameters [W1, b1, W2, b2, ...], inputs X and one-hot labels Y (seeded)."""
-    rng = np.random.default_rng(0)
-    params = []
-    for i, o in pairwise(sizes):
-        params += [rng.normal(size=(i, o)) / np.sqrt(i), np.zeros(o)]
-    X = rng.normal(size=(batch, sizes[0]))
-    Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)]
-    return params, X, Y
-
-
 def mlp_loss(params, X, Y):
-    """Mean softmax cross-entropy of a sigmoid MLP with any number of layers."""
-    h = X
-    for W, b in zip(params[:-2:2], params[1:-2:2]):
-        h = tnp.sigmoid(h @ W + b)
-    z = h @ params[-2] + params[-1]
-    return -tnp.sum(Y * (z - tnp.logsumexp(z, axis=1, keepdims=True))) / X.shape[0]
-
-
-def mlp_backprop(params, X, Y):
-    """Hand-written backprop of :func:`mlp_loss`: (loss, gradients)."""
-    hs = [X]
-    for W, b in zip(params[:-2:2], params[1:-2:2]):
-        hs.append(1.0 / (1.0 + np.exp(-(hs[-1] @ W + b))))
-    z = hs[-1] @ params[-2] + params[-1]
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    n = X.shape[0]
-    loss = -np.sum(Y * np.log(p)) / n
-    grads = [None] * len(params)
-    d = (p - Y) / n  # d loss / d pre-activation of the current layer
-    for k in reversed(range(len(params) // 2)):
-        h = hs[k]
-        grads[2 * k], grads[2 * k + 1] = h.T @ d, d.sum(axis=0)
-        if k:
-            d = (d @ params[2 * k].T) * h * (1.0 - h)
-    return loss, grads
-
-
-def mlp_grad(params, X, Y):
-    return mlp_backprop(params, X, Y)[1]
+    return tapegrad_mlp_loss(params, X, Y, tnp)
 
 
 # measuring -----------------------------------------------------------------------------------
@@ -183,7 +136,7 @@ class LectureFunction(_TapeSuite):
     """MML eq. 5.109 at x = 0.7; baseline: its derivative written out by hand."""
 
     def problem(self):
-        return lecture, (0.7,), lecture_grad
+        return lecture, (0.7,), lecture_derivative
 
 
 class RosenbrockVectorised(_TapeSuite):
@@ -214,5 +167,5 @@ class MLP(_TapeSuite):
 
     def problem(self, shape):
         layers, batch = shape.split("/")
-        params, X, Y = mlp_problem([int(s) for s in layers.split("-")], int(batch))
-        return mlp_loss, (params, X, Y), mlp_grad
+        params, X, Y = mlp_data(f"{layers}x{batch}")
+        return mlp_loss, (params, X, Y), mlp_numpy_grad
