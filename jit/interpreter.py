@@ -93,16 +93,16 @@ def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
             continue
         o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
         pe, qe, na, nb = attrs[e, 0], attrs[e, 1], (need >> A_SHIFT) & 3, (need >> B_SHIFT) & 3
-        if o == T.AFFINE:      map_bwd(B.AFFINE, vals, adj, oo, oa, n, pe, qe)
-        elif o == T.POWC:      map_bwd(B.POWC, vals, adj, oo, oa, n, pe, qe)
-        elif o == T.EXP:       map_bwd(B.EXP, vals, adj, oo, oa, n, pe, qe)
-        elif o == T.LOG:       map_bwd(B.LOG, vals, adj, oo, oa, n, pe, qe)
-        elif o == T.SQRT:      map_bwd(B.SQRT, vals, adj, oo, oa, n, pe, qe)
-        elif o == T.SIN:       map_bwd(B.SIN, vals, adj, oo, oa, n, pe, qe)
-        elif o == T.COS:       map_bwd(B.COS, vals, adj, oo, oa, n, pe, qe)
-        elif o == T.TANH:      map_bwd(B.TANH, vals, adj, oo, oa, n, pe, qe)
-        elif o == T.LOG1P:     map_bwd(B.LOG1P, vals, adj, oo, oa, n, pe, qe)
-        elif o == T.SIGMOID:   map_bwd(B.SIGMOID, vals, adj, oo, oa, n, pe, qe)
+        if o == T.AFFINE:      map_bwd(B.AFFINE, vals, adj, oo, oa, n, pe, qe, na)
+        elif o == T.POWC:      map_bwd(B.POWC, vals, adj, oo, oa, n, pe, qe, na)
+        elif o == T.EXP:       map_bwd(B.EXP, vals, adj, oo, oa, n, pe, qe, na)
+        elif o == T.LOG:       map_bwd(B.LOG, vals, adj, oo, oa, n, pe, qe, na)
+        elif o == T.SQRT:      map_bwd(B.SQRT, vals, adj, oo, oa, n, pe, qe, na)
+        elif o == T.SIN:       map_bwd(B.SIN, vals, adj, oo, oa, n, pe, qe, na)
+        elif o == T.COS:       map_bwd(B.COS, vals, adj, oo, oa, n, pe, qe, na)
+        elif o == T.TANH:      map_bwd(B.TANH, vals, adj, oo, oa, n, pe, qe, na)
+        elif o == T.LOG1P:     map_bwd(B.LOG1P, vals, adj, oo, oa, n, pe, qe, na)
+        elif o == T.SIGMOID:   map_bwd(B.SIGMOID, vals, adj, oo, oa, n, pe, qe, na)
         elif o == T.ADD:       zip_bwd(B.ADD, vals, adj, ints, oo, oa, ob, n, ia, na, nb)
         elif o == T.SUB:       zip_bwd(B.SUB, vals, adj, ints, oo, oa, ob, n, ia, na, nb)
         elif o == T.MUL:       zip_bwd(B.MUL, vals, adj, ints, oo, oa, ob, n, ia, na, nb)
@@ -141,17 +141,25 @@ def map_fwd_block(f, y, a, p, q):
 
 
 @rule
-def map_bwd(df, vals, adj, oo, oa, n, p, q):
+def map_bwd(df, vals, adj, oo, oa, n, p, q, mode):
     if n == 1:
-        adj[oa] += df(adj[oo], vals[oa], vals[oo], p, q)
+        d = df(adj[oo], vals[oa], vals[oo], p, q)
+        if mode == SET:
+            adj[oa] = d
+        else:
+            adj[oa] += d
     else:
-        map_bwd_block(df, adj[oo:oo + n], vals[oa:oa + n], vals[oo:oo + n], adj[oa:oa + n], p, q)
+        map_bwd_block(df, adj[oo:oo + n], vals[oa:oa + n], vals[oo:oo + n], adj[oa:oa + n], p, q, mode)
 
 
 @rule
-def map_bwd_block(df, g, a, y, ga, p, q):
-    for j in range(g.shape[0]):
-        ga[j] += df(g[j], a[j], y[j], p, q)
+def map_bwd_block(df, g, a, y, ga, p, q, mode):
+    if mode == SET:
+        for j in range(g.shape[0]):
+            ga[j] = df(g[j], a[j], y[j], p, q)
+    else:
+        for j in range(g.shape[0]):
+            ga[j] += df(g[j], a[j], y[j], p, q)
 
 
 @rule
@@ -185,13 +193,20 @@ def zip_fwd_block(f, vals, ints, oo, oa, ob, ia):
 
 
 @rule
+def put(arr, i, d, mode):
+    """arr[i] = d (SET) or arr[i] += d (ADD); nothing for mode 0."""
+    if mode == SET:
+        arr[i] = d
+    elif mode:
+        arr[i] += d
+
+
+@rule
 def zip_bwd(df, vals, adj, ints, oo, oa, ob, n, ia, need_a, need_b):
     if n == 1:
         da, db = df(adj[oo], vals[oa], vals[ob], vals[oo])
-        if need_a:
-            adj[oa] += da
-        if need_b:
-            adj[ob] += db
+        put(adj, oa, da, need_a)  # a before b: if both are one node, b adds to a's SET
+        put(adj, ob, db, need_b)
     else:
         zip_bwd_block(df, vals, adj, ints, oo, oa, ob, ia, need_a, need_b)
 
@@ -204,33 +219,35 @@ def zip_bwd_block(df, vals, adj, ints, oo, oa, ob, ia, need_a, need_b):
         g, y = adj[jo:jo + d1], vals[jo:jo + d1]
         if sa1 == 1 and sb1 == 1:
             a, b, ga, gb = vals[ja:ja + d1], vals[jb:jb + d1], adj[ja:ja + d1], adj[jb:jb + d1]
-            if need_a and need_b:
+            if need_a == SET and need_b == SET:
+                for k in range(d1):
+                    ga[k], gb[k] = df(g[k], a[k], b[k], y[k])
+            elif need_a == ADD and need_b == ADD:
                 for k in range(d1):
                     da, db = df(g[k], a[k], b[k], y[k])
                     ga[k] += da
                     gb[k] += db
-            elif need_a:
-                for k in range(d1):
-                    ga[k] += df(g[k], a[k], b[k], y[k])[0]
             else:
                 for k in range(d1):
-                    gb[k] += df(g[k], a[k], b[k], y[k])[1]
-        else:  # an operand broadcast along the row: its adjoint is a sum
+                    da, db = df(g[k], a[k], b[k], y[k])
+                    put(ga, k, da, need_a)
+                    put(gb, k, db, need_b)
+        else:  # an operand broadcast along the row: its adjoint is a sum (never SET)
             sa, sb = 0.0, 0.0
             for k in range(d1):
                 da, db = df(g[k], vals[ja + k * sa1], vals[jb + k * sb1], y[k])
                 if sa1 == 0:
                     sa += da
-                elif need_a:
-                    adj[ja + k] += da
+                else:
+                    put(adj, ja + k, da, need_a)
                 if sb1 == 0:
                     sb += db
-                elif need_b:
-                    adj[jb + k] += db
-            if need_a and sa1 == 0:
-                adj[ja] += sa
-            if need_b and sb1 == 0:
-                adj[jb] += sb
+                else:
+                    put(adj, jb + k, db, need_b)
+            if sa1 == 0:
+                put(adj, ja, sa, need_a)
+            if sb1 == 0:
+                put(adj, jb, sb, need_b)
 
 
 @kernel(allocates=True)

@@ -26,7 +26,13 @@ from . import array_kernels as K
 from .compile import rule
 from .vmath import vexp, vsigmoid
 
-Op = namedtuple("Op", "name kind arity forward backward doc overwrites", defaults=(False,))
+_Op = namedtuple("Op", "name kind arity forward backward doc overwrites")
+
+
+def Op(name, kind, arity, forward, backward, doc, overwrites=None):
+    """A row; elementwise backward loops can always overwrite (the program still decides
+    when: only a whole, unbroadcast operand, by its first contributor)."""
+    return _Op(name, kind, arity, forward, backward, doc, kind != "array" if overwrites is None else overwrites)
 
 
 def _powc(a, p, q):

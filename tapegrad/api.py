@@ -42,12 +42,13 @@ def _normalize_argnums(argnums, nargs):
 
 def _signature(args, argnums):
     """(leaves, treedef, specs, leaf_arg) of the arguments; raises on bad float arguments."""
-    leaves, treedef = pytree.flatten(tuple(args))
-    leaf_arg = []
-    for k, child in enumerate(pytree.children(treedef)):
-        leaf_arg += [k] * pytree.count_leaves(child)
+    leaves, leaf_arg, children = [], [], []
+    for k, arg in enumerate(args):
+        before = len(leaves)
+        children.append(pytree.walk(arg, leaves))
+        leaf_arg += [k] * (len(leaves) - before)
     specs = tuple(leaf_spec(x, k in argnums, k) for x, k in zip(leaves, leaf_arg))
-    return leaves, treedef, specs, tuple(leaf_arg)
+    return leaves, ("tuple", tuple(children)), specs, tuple(leaf_arg)
 
 
 def _record(f, args, kwargs, argnums, is_int, leaves, treedef, specs, leaf_arg, scalar_for=None):

@@ -61,8 +61,15 @@ def program(tape):
     np.maximum.at(last_user, base_a[mode_a != 0], order[mode_a != 0])
     np.maximum.at(last_user, base_b[mode_b != 0], order[mode_b != 0])
     overwrites = np.array([row.overwrites for row in J.OPS])[tape.op]
-    set_a = overwrites & (mode_a != 0) & (last_user[base_a] == order)
-    set_b = overwrites & (mode_b != 0) & (last_user[base_b] == order) & ~(set_a & (base_a == base_b))
+    zips = np.array([row.kind == "zip" for row in J.OPS])[tape.op]
+    # only an operand that is all of its storage (not a window of it) and, for an
+    # elementwise entry, not broadcast (as large as the output) is written whole
+    whole_a = (tape.offset[tape.a] == tape.offset[base_a]) & (tape.size[tape.a] == tape.size[base_a]) \
+        & (~zips | (tape.size[tape.a] == tape.size[tape.out]))
+    whole_b = (tape.offset[b] == tape.offset[base_b]) & (tape.size[b] == tape.size[base_b]) \
+        & (~zips | (tape.size[b] == tape.size[tape.out]))
+    set_a = overwrites & whole_a & (mode_a != 0) & (last_user[base_a] == order)
+    set_b = overwrites & whole_b & (mode_b != 0) & (last_user[base_b] == order) & ~(set_a & (base_a == base_b))
     mode_a[set_a], mode_b[set_b] = J.SET, J.SET
 
     prog = np.zeros((n_entries, len(J.PROG_COLUMNS)), np.int64)

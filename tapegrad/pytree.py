@@ -10,18 +10,19 @@ buffers behind returned gradients) alive until the garbage collector runs.
 """
 
 
-def _walk(t, leaves):
+def walk(t, leaves):
+    """The treedef of ``t``, appending its leaves to ``leaves``."""
     if t is None:
         return ("none",)
     if isinstance(t, tuple) and hasattr(t, "_fields"):
-        return ("namedtuple", type(t), tuple(_walk(c, leaves) for c in t))
+        return ("namedtuple", type(t), tuple(walk(c, leaves) for c in t))
     if type(t) is tuple:
-        return ("tuple", tuple(_walk(c, leaves) for c in t))
+        return ("tuple", tuple(walk(c, leaves) for c in t))
     if type(t) is list:
-        return ("list", tuple(_walk(c, leaves) for c in t))
+        return ("list", tuple(walk(c, leaves) for c in t))
     if type(t) is dict:
         keys = tuple(sorted(t))
-        return ("dict", keys, tuple(_walk(t[k], leaves) for k in keys))
+        return ("dict", keys, tuple(walk(t[k], leaves) for k in keys))
     leaves.append(t)
     return "*"
 
@@ -29,7 +30,7 @@ def _walk(t, leaves):
 def flatten(tree):
     """(leaves, treedef) of ``tree``; leaves in depth-first order."""
     leaves = []
-    return leaves, _walk(tree, leaves)
+    return leaves, walk(tree, leaves)
 
 
 def _build(d, it):
@@ -55,9 +56,3 @@ def unflatten(treedef, leaves):
 def children(treedef):
     """The treedefs of the top-level children of a tuple treedef (one per argument)."""
     return treedef[1]
-
-
-def count_leaves(treedef):
-    if treedef == "*":
-        return 1
-    return 0 if treedef[0] == "none" else sum(count_leaves(c) for c in treedef[-1])

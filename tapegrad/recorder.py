@@ -56,13 +56,16 @@ class _Arena:
     def push(self, flat):
         start, k = self.n, len(flat)
         if start + k > len(self.data):
-            self.data = np.concatenate([self.data, np.empty(max(len(self.data), k), self.data.dtype)])
+            # nothing else refers to the buffer, so it can be resized in place (realloc)
+            self.data.resize(len(self.data) + max(len(self.data), k), refcheck=False)
         self.data[start:start + k] = flat
         self.n = start + k
         return start
 
     def trimmed(self):
-        return self.data[:self.n].copy()
+        """The arena, cut to length; the recorder is finished with it."""
+        self.data.resize(self.n, refcheck=False)
+        return self.data
 
 
 class Recorder:

@@ -244,6 +244,10 @@ class Tape:
                            for node, (_, spec, arg) in zip(self.inputs, traced) if arg in self.argnums]
         self._arg_trees = [pytree.children(self.in_tree)[k] for k in self.argnums]
         self._grad_end = max((start + size for _, start, size, *_ in self._grad_plan), default=0)
+        self._copy_gradients = (self._grad_end < _VIEW_SHARE * len(self.values)
+                                and any(plan[6] == "array" for plan in self._grad_plan))
+        self._single_leaf = self.argnums_is_int and self._arg_trees == ["*"]
+        self._no_ext = np.zeros(len(self.inputs), np.int64)
         out = self.output
         self._out_plan = (int(self.offset[out]), int(self.size[out]), self.shape(out))
 
@@ -252,7 +256,8 @@ class Tape:
         read by reference, note their address (keeping a float64 C-ordered copy alive if
         the caller's array is not one already)."""
         vals, adj = self._workspace()
-        ext = np.zeros(len(self.inputs), np.int64)
+        # without by-reference inputs the table is never written: one shared array will do
+        ext = np.zeros(len(self.inputs), np.int64) if self._slots else self._no_ext
         keep = []
         for i, start, size, is_float, slot in self._load_plan:
             if slot:
@@ -271,6 +276,8 @@ class Tape:
 
     def _assemble(self, leaves):
         """Put one value per differentiated leaf back into the arguments' structures."""
+        if self._single_leaf:  # grad(f)(x) with one array or float x: nothing to rebuild
+            return leaves[0]
         per_arg = {k: [] for k in self.argnums}
         for plan, leaf in zip(self._grad_plan, leaves):
             per_arg[plan[0]].append(leaf)
@@ -291,15 +298,16 @@ class Tape:
         it would cost as much as a layer of the model.  A smaller one is copied, so that
         a held gradient never keeps a large buffer alive.
         """
-        if self._grad_end < _VIEW_SHARE * len(adj):
+        if self._copy_gradients:
             adj = adj[:self._grad_end].copy()
         leaves = []
-        for (_, start, size, needed, shape, dtype, kind), g in zip(self._grad_plan, self._adjoints(adj)):
+        for _, start, size, needed, shape, dtype, kind in self._grad_plan:
             if kind == "float":
-                leaves.append(float(g[0]))
+                leaves.append(float(adj[start]) if needed else 0.0)
             elif kind == "scalar":
-                leaves.append(dtype.type(g[0]))
-            else:
+                leaves.append(dtype.type(adj[start] if needed else 0.0))
+            else:  # the output may not depend on an input at all: then its gradient is 0
+                g = adj[start:start + size] if needed else np.zeros(size)
                 leaves.append(g.reshape(shape).astype(dtype, copy=False))
         return self._assemble(leaves)
 

@@ -341,16 +341,33 @@ def _check_key(key):
                             "Python ints, slices or integer arrays known when recording")
 
 
+def _window(v, key):
+    """The start of ``v[key]`` in ``v``'s flat storage if the selection is one contiguous
+    run of it (``x[i]``, ``x[1:]``, a row), else None.  Decided with numpy itself on the
+    eager value: a basic index gives a view whose address says where it starts."""
+    if not v.flags.c_contiguous:
+        return None
+    keys = key if isinstance(key, tuple) else (key,)
+    if len(keys) == v.ndim and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+                                   for k in keys):
+        v[key]  # let numpy raise its IndexError for an index out of bounds
+        return int(np.ravel_multi_index(tuple(int(k) % d for k, d in zip(keys, v.shape)), v.shape))
+    picked = v[key]
+    if (isinstance(picked, np.ndarray) and picked.size and picked.flags.c_contiguous
+            and np.may_share_memory(picked, v)):
+        return (picked.ctypes.data - v.ctypes.data) // v.itemsize
+    return None
+
+
 def getitem(x, key):
     """``x[key]``: a free view when the selection is contiguous in memory (``x[i]``,
     ``x[1:]``, ``X[2]``), otherwise a GATHER entry."""
     _check_key(key)
     try:
-        shape, idx = S.index_map(x.shape, lambda pos: pos[key])
+        start = _window(x._value, key)
+        if start is not None:
+            value = np.asarray(x._value[key])
+            return Traced(x._rec, x._rec.node(value, ALIAS, base=x._node, start=start), value)
+        return gather(x, lambda pos: pos[key])
     except IndexError as err:
         raise IndexError(f"indexing a traced value of shape {x.shape}: {err}") from None
-    if idx.size and idx[-1] - idx[0] == idx.size - 1 and (idx.size < 3 or np.all(np.diff(idx) == 1)):
-        value = x._value.ravel()[idx[0]:idx[0] + idx.size].reshape(shape)
-        return Traced(x._rec, x._rec.node(value, ALIAS, base=x._node, start=int(idx[0])), value)
-    value = x._value.ravel()[idx].reshape(shape)
-    return _emit(x._rec, "GATHER", x._node, value, ints=idx)

@@ -344,3 +344,18 @@ def test_an_input_used_outside_matmul_is_copied(rng):
     assert list(tape._slots) == [int(tape.inputs[1])]  # X only; W is also squared
     g = tape.gradient(W, X)
     np.testing.assert_allclose(g, X.sum(0)[:, None] * np.ones((1, 3)) + 2 * W, rtol=1e-12)
+
+
+def test_adjoint_overwrite_never_skips_zeroing_part_of_a_storage(rng):
+    """A window of an input (its first six values, as a matrix) is last used by a matmul,
+    and the rest of the input by an elementwise op: neither may assign the whole adjoint."""
+    x, v = rng.normal(size=8), rng.normal(size=3)
+
+    def f(x):
+        return tnp.sum(tnp.sin(x[6:])) + tnp.sum(x[:6].reshape(2, 3) @ v) + tnp.sum(x * x)
+
+    expected = np.concatenate([np.tile(v, 2), np.cos(x[6:])]) + 2 * x
+    for _ in range(3):  # reused adjoint buffers hold the previous call's values
+        np.testing.assert_allclose(tg.grad(f)(x), expected, rtol=1e-12)
+        x = x + 0.5
+        expected = np.concatenate([np.tile(v, 2), np.cos(x[6:])]) + 2 * x

@@ -86,7 +86,7 @@ def print_table(results, fmt, stream):
         table = Table(*COLUMNS, title="tapegrad bench")
         for row in rows(results):
             table.add_row(*row)
-        Console(file=stream).print(table)
+        Console(file=stream, width=None if stream.isatty() else 160).print(table)
     else:
         print(markdown_table(results) if fmt == "markdown" else plain_table(results), file=stream)
 
