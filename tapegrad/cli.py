@@ -126,7 +126,8 @@ def bench(parser, args):
             if name == "first-gradient":
                 results += timing.measure_first_gradient(problem, chosen, max(3, repeats // 3), tick)
             else:
-                results += timing.measure(problem, chosen, repeats, target, tick)
+                results += timing.measure(problem, chosen, repeats, target, tick,
+                                          settle=0.0 if args.quick else 0.2)
     tick.close()
     timing.add_ratios(results)
     report.print_table(results, args.format, sys.stdout)

@@ -6,6 +6,11 @@ wrong answer is reported and never timed.  Then each repeat times every ready sy
 turn, rotating the order, so that a drift in machine speed affects all of them alike.  A
 sample is the mean time of ``inner`` back-to-back calls, ``inner`` calibrated so a sample
 lasts at least ``target`` seconds (timer resolution and call overhead stay negligible).
+Each sample follows untimed calls of the same function, for at least ``settle`` seconds:
+BLAS and OpenMP worker threads keep spinning for a while after a call (OpenBLAS, about
+0.1 s), and without the pause the thread pools of the system timed just before compete
+for the cores (numpy's and scipy's OpenBLAS were seen to double each other's times on a
+2-core machine).
 """
 import statistics
 import subprocess
@@ -117,8 +122,9 @@ def setup(system, problem):
     return res, fn
 
 
-def measure(problem, systems, repeats, target, tick=lambda label: None):
-    """Results of all ``systems`` on ``problem``; ``tick`` is called after each step."""
+def measure(problem, systems, repeats, target, tick=lambda label: None, settle=0.0):
+    """Results of all ``systems`` on ``problem``; ``tick`` is called after each step.
+    Untimed calls run for at least ``settle`` seconds before each sample."""
     results, ready = [], []
     for system in systems:
         res, fn = setup(system, problem)
@@ -131,6 +137,10 @@ def measure(problem, systems, repeats, target, tick=lambda label: None):
     for r in range(repeats):
         k = r % len(ready) if ready else 0
         for res, fn in ready[k:] + ready[:k]:
+            until = time.perf_counter() + settle
+            sample(fn, res.inner)  # untimed: lets the previous system's thread pools go idle
+            while time.perf_counter() < until:
+                sample(fn, res.inner)
             res.samples_s.append(sample(fn, res.inner))
         tick(f"{problem.workload} {problem.size}: repeat {r + 1}/{repeats}")
     return results
