@@ -18,7 +18,6 @@ Invariants
 import numpy as np
 
 CONST, INPUT, OP, ALIAS = 0, 1, 2, 3
-KIND_NAMES = ("const", "input", "op", "alias")
 
 ENTRY_COLUMNS = (("op", np.int64), ("out", np.int64), ("a", np.int64), ("b", np.int64),
                  ("iarg", np.int64), ("p", np.float64), ("q", np.float64))

@@ -85,12 +85,6 @@ def reduce_block(shape, run):
     return pre, m, post
 
 
-def reduced_shape(shape, run, keepdims):
-    if keepdims:
-        return tuple(1 if i in run else d for i, d in enumerate(shape))
-    return tuple(d for i, d in enumerate(shape) if i not in run)
-
-
 def index_map(shape, select):
     """Flat source index of every element of ``select(positions)``: the ints of a GATHER."""
     positions = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
