@@ -118,9 +118,11 @@ def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
 
 
 # --- the elementwise loops around the scalar rules -------------------------------------
-# Each has a one-element path small enough for LLVM to inline into the interpreter (scalar
-# code is all one-element entries) and a block path over array views, which LLVM
-# vectorises (index arithmetic on the whole arena would defeat that).
+# Each has a one-element path first (scalar code is all one-element entries) and then a
+# loop over array views, which LLVM vectorises (index arithmetic on the whole arena would
+# defeat that).  The zip loops keep their block path in a function of its own: that keeps
+# the one-element path small enough for LLVM to inline into the interpreter (measured:
+# 8.6 against 11.5 ns per scalar entry).
 #
 # A zip entry's ints are (d0, d1, sa0, sa1, sb0, sb1): the output as a C-ordered d0 x d1
 # block and each operand's strides in it (0 along a broadcast axis).  The front end folds
@@ -130,13 +132,9 @@ def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
 def map_fwd(f, vals, oo, oa, n, p, q):
     if n == 1:
         vals[oo] = f(vals[oa], p, q)
-    else:
-        map_fwd_block(f, vals[oo:oo + n], vals[oa:oa + n], p, q)
-
-
-@rule
-def map_fwd_block(f, y, a, p, q):
-    for j in range(y.shape[0]):
+        return
+    y, a = vals[oo:oo + n], vals[oa:oa + n]
+    for j in range(n):
         y[j] = f(a[j], p, q)
 
 
@@ -148,17 +146,13 @@ def map_bwd(df, vals, adj, oo, oa, n, p, q, mode):
             adj[oa] = d
         else:
             adj[oa] += d
-    else:
-        map_bwd_block(df, adj[oo:oo + n], vals[oa:oa + n], vals[oo:oo + n], adj[oa:oa + n], p, q, mode)
-
-
-@rule
-def map_bwd_block(df, g, a, y, ga, p, q, mode):
+        return
+    g, a, y, ga = adj[oo:oo + n], vals[oa:oa + n], vals[oo:oo + n], adj[oa:oa + n]
     if mode == SET:
-        for j in range(g.shape[0]):
+        for j in range(n):
             ga[j] = df(g[j], a[j], y[j], p, q)
     else:
-        for j in range(g.shape[0]):
+        for j in range(n):
             ga[j] += df(g[j], a[j], y[j], p, q)
 
 
