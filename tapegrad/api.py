@@ -51,10 +51,10 @@ def _signature(args, argnums):
     return leaves, ("tuple", tuple(children)), specs, tuple(leaf_arg)
 
 
-def _record(f, args, kwargs, argnums, is_int, leaves, treedef, specs, leaf_arg, scalar_for=None):
+def _record(f, kwargs, argnums, is_int, leaves, treedef, specs, leaf_arg, scalar_for=None):
     rec = Recorder()
     # Differentiated leaves get the first input nodes, so their values - and adjoints -
-    # form one block at the start of the arena, copied out in one go.
+    # form one block at the start of the arena (see Tape._gradients).
     traced = list(leaves)
     diff_first = sorted((spec[0] == "f" and arg not in argnums, i)
                         for i, (spec, arg) in enumerate(zip(specs, leaf_arg)) if spec[0] == "f")
@@ -95,7 +95,7 @@ def record(f, *args, argnums=0, **kwargs):
     """
     nums, is_int = _normalize_argnums(argnums, len(args))
     leaves, treedef, specs, leaf_arg = _signature(args, nums)
-    return _record(f, args, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg)
+    return _record(f, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg)
 
 
 class _Transformed:
@@ -122,9 +122,8 @@ class _Transformed:
             tape = self._tapes.get(key)
         else:
             key = tape = None
-        fresh = tape is None
-        if fresh:
-            tape = _record(self._f, args, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg,
+        if tape is None:
+            tape = _record(self._f, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg,
                            scalar_for=None if self._mode == "jacobian" else self._mode)
             if key is not None and not tape.value_dependent:
                 self._tapes[key] = tape

@@ -49,9 +49,9 @@ def program(tape):
     n_entries, n_nodes = len(tape.op), len(tape.offset)
     has_b = tape.b >= 0
     b = np.where(has_b, tape.b, 0)
-    live = tape.need[tape.out] != 0
-    mode_a = np.where(live & (tape.need[tape.a] != 0), J.ADD, 0)
-    mode_b = np.where(live & has_b & (tape.need[b] != 0), J.ADD, 0)
+    needed = tape.need[tape.out] != 0
+    mode_a = np.where(needed & (tape.need[tape.a] != 0), J.ADD, 0)
+    mode_b = np.where(needed & has_b & (tape.need[b] != 0), J.ADD, 0)
     # An operand's adjoint may be assigned instead of accumulated (and not zeroed) when its
     # first contributor in the backward sweep - the last live user on the tape - writes it
     # all.  Within one entry a is handled before b, so only a can be first of a pair.
@@ -79,7 +79,7 @@ def program(tape):
     prog[:, 3] = np.where(has_b, tape.offset[b], 0)
     prog[:, 4] = tape.size[tape.out]
     prog[:, 5] = tape.iarg
-    prog[:, 6] = np.where(live, J.NEED_OUT | mode_a << J.A_SHIFT | mode_b << J.B_SHIFT, 0)
+    prog[:, 6] = np.where(needed, J.NEED_OUT | mode_a << J.A_SHIFT | mode_b << J.B_SHIFT, 0)
     slot_of = np.vectorize(lambda node: slots.get(int(node), 0), otypes=[np.int64])
     if slots:
         prog[:, 7] = slot_of(base_a) | np.where(has_b, slot_of(base_b), 0) << J.SLOT_BITS
