@@ -8,9 +8,17 @@ One class per workload, parametrised by problem size:
   (11 entries on arrays of n - 1 floats).
 * ``RosenbrockLoop``: the same function as a Python loop over scalars (~11 entries per
   element), the case a tape interpreter exists for.
-* ``MLP``: sigmoid multilayer perceptron, softmax cross-entropy via logsumexp.
+* ``MLP``: sigmoid multilayer perceptron, softmax cross-entropy, as users write it
+  (``style="user"``: weights ``(out, in)``, ``h @ W.T + b``, sigmoid and log-sum-exp written
+  out) and in tapegrad's favourite form (``style="fused"``: weights ``(in, out)``,
+  ``tnp.sigmoid``, ``tnp.logsumexp``).
+* ``Recording``: recording the scalar loop at n = 1e4 (about 8e4 entries), against
+  evaluating it once on Python floats, and (``RecordingAgainstCasadi``, when CasADi is
+  installed) against building the same program as a CasADi SX graph and ``Function``.
 
-Every class has the same benchmarks:
+The workload functions are those of ``tapegrad bench`` (``tapegrad.bench.models``), the
+hand-written gradients its baselines (``tapegrad.bench.workloads``).  Every class above
+``Recording`` has the same benchmarks:
 
 * ``time_record``: ``tg.record(f, *args)``, tracing the function in Python;
 * ``time_forward``: the forward replay kernel alone (``tape._replay``), arguments bound;
@@ -18,14 +26,14 @@ Every class has the same benchmarks:
 * ``time_grad``: a whole ``tg.grad(f)(*args)`` call on a cached tape;
 * ``track_ratio_to_numpy``: ``grad`` call time / hand-written numpy gradient time, both
   measured in this process, interleaved (median of paired ratios);
-* ``track_bytes_per_entry``: bytes of the tape's numpy columns and arenas per entry.
+* ``track_bytes_per_entry``: ``Tape.nbytes`` (columns, arenas and the derived program)
+  per entry.
 
 ``setup`` records the tape, checks the gradient against the hand-written one and runs
 every kernel once, so numba's compilation (or its cache load) is never timed.
 """
 import statistics
 import timeit
-from dataclasses import fields
 
 import numpy as np
 
@@ -33,25 +41,35 @@ import tapegrad as tg
 import tapegrad.numpy as tnp
 from tapegrad import pytree
 
-from tapegrad.bench.systems import tapegrad_mlp_loss
-from tapegrad.bench.workloads import (lecture_derivative, lecture_value, mlp_data, mlp_numpy_grad,
-                                      rosenbrock_grad, rosenbrock_loop)
+from tapegrad.bench import models
+from tapegrad.bench.peers import Casadi
+from tapegrad.bench.workloads import WORKLOADS, lecture_derivative, mlp_data, mlp_numpy_grad, rosenbrock_grad
 
 _ONE = np.ones(1)
+rosenbrock_loop = models.rosenbrock_loop
 
 
 # workloads: the bench runner's, as tapegrad functions with their hand-written gradients -----
 def lecture(x):
     """MML eq. 5.109."""
-    return lecture_value(x, tnp.exp, tnp.sqrt, tnp.cos)
+    return models.lecture(x, tnp)
 
 
 def rosenbrock_vectorised(x):
-    return tnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    return models.rosenbrock(x, tnp)
 
 
 def mlp_loss(params, X, Y):
-    return tapegrad_mlp_loss(params, X, Y, tnp)
+    return models.mlp_loss(params, X, Y, tnp)
+
+
+def mlp_loss_fused(params, X, Y):
+    return models.mlp_loss_fused(params, X, Y, tnp)
+
+
+def mlp_numpy_grad_fused(params, X, Y):
+    """The hand-written gradient for weights stored ``(in, out)``: the same, transposed."""
+    return [g.T for g in mlp_numpy_grad([a.T for a in params], X, Y)]
 
 
 # measuring -----------------------------------------------------------------------------------
@@ -74,13 +92,6 @@ def paired_ratio(fn, baseline, repeats=9, min_time=0.03):
         t_base = timeit.Timer(baseline).timeit(n_base) / n_base
         ratios.append(t_fn / t_base)
     return statistics.median(ratios)
-
-
-def tape_bytes(tape):
-    """Bytes of every numpy column and arena of a Tape (entries, nodes, ints, shapes,
-    values, inputs); the compiled program derived from them is not counted."""
-    return sum(getattr(tape, f.name).nbytes for f in fields(tape)
-               if isinstance(getattr(tape, f.name), np.ndarray))
 
 
 def assert_same_gradient(got, expected):
@@ -123,7 +134,7 @@ class _TapeSuite:
     track_ratio_to_numpy.unit = "ratio"
 
     def track_bytes_per_entry(self, *params):
-        return tape_bytes(self.tape) / len(self.tape)
+        return self.tape.nbytes / len(self.tape)
 
     track_bytes_per_entry.unit = "bytes"
 
@@ -162,10 +173,60 @@ class RosenbrockLoop(_TapeSuite):
 class MLP(_TapeSuite):
     """Sigmoid MLP, softmax cross-entropy; baseline: hand-written numpy backprop."""
 
-    params = ("784-256-128-10/64", "64-32-10/16")
-    param_names = ("layers/batch",)
+    params = (("784-256-128-10/64", "64-32-10/16"), ("user", "fused"))
+    param_names = ("layers/batch", "style")
 
-    def problem(self, shape):
+    def problem(self, shape, style):
         layers, batch = shape.split("/")
         params, X, Y = mlp_data(f"{layers}x{batch}")
-        return mlp_loss, (params, X, Y), mlp_numpy_grad
+        if style == "user":
+            return mlp_loss, (params, X, Y), mlp_numpy_grad
+        params = [np.ascontiguousarray(a.T) for a in params]
+        return mlp_loss_fused, (params, X, Y), mlp_numpy_grad_fused
+
+
+class Recording:
+    """Recording a long scalar program: the Rosenbrock loop at n = 1e4 (~8e4 entries)."""
+
+    timeout = 300
+    n = 10_000
+
+    def setup(self):
+        self.x = WORKLOADS["record"].make(str(self.n)).data["x"]
+        self.xs = [float(v) for v in self.x]
+        self.tape = tg.record(rosenbrock_loop, self.x)
+        assert_same_gradient(self.tape.gradient(self.x), rosenbrock_grad(self.x))
+
+    def time_record(self):
+        tg.record(rosenbrock_loop, self.x)
+
+    def track_record_ratio_to_python(self):
+        """Recording / one evaluation of the same loop on Python floats."""
+        return paired_ratio(lambda: tg.record(rosenbrock_loop, self.x), lambda: rosenbrock_loop(self.xs),
+                            repeats=5, min_time=0.2)
+
+    track_record_ratio_to_python.unit = "ratio"
+
+    def track_bytes_per_entry(self):
+        return self.tape.nbytes / len(self.tape)
+
+    track_bytes_per_entry.unit = "bytes"
+
+
+class RecordingAgainstCasadi:
+    """The same recording against building the program as a CasADi SX graph and
+    ``casadi.Function`` from Python (the bench's ``casadi`` ``record`` row); skipped when
+    CasADi is not installed."""
+
+    timeout = 300
+
+    def setup(self):
+        if not Casadi().available():
+            raise NotImplementedError("casadi is not installed")
+        problem = WORKLOADS["record"].make(str(Recording.n))
+        self.x, self.build = problem.data["x"], Casadi().prepare(problem).call
+
+    def track_record_ratio_to_casadi(self):
+        return paired_ratio(lambda: tg.record(rosenbrock_loop, self.x), self.build, repeats=5, min_time=0.2)
+
+    track_record_ratio_to_casadi.unit = "ratio"

@@ -5,9 +5,10 @@
 1. Scalar-loop Rosenbrock, n = 1000 (~11k scalar tape entries): forward + backward replay
    time per tape entry, for the interpreter alone and for a whole ``grad`` call; baseline:
    one plain-Python evaluation of the same loop on floats.
-2. MLP 784-256-128-10, batch 64, sigmoid, softmax cross-entropy: a ``grad`` call against
-   hand-written numpy backprop (same gradients, checked).  The problems and baselines are
-   those of ``tapegrad bench`` (``tapegrad.bench.workloads``).
+2. MLP 784-256-128-10, batch 64, sigmoid, softmax cross-entropy, written as users write it
+   (weights ``(out, in)``, ``h @ W.T + b``, sigmoid and log-sum-exp written out): a ``grad``
+   call against hand-written numpy backprop (same gradients, checked).  The functions and
+   baselines are those of ``tapegrad bench`` (``tapegrad.bench.models``, ``.workloads``).
 3. First-gradient latency: a fresh process with a warm numba cache that imports tapegrad
    and computes one gradient; baseline: a fresh process that imports numpy.
 
@@ -25,8 +26,8 @@ import numpy as np
 
 import tapegrad as tg
 import tapegrad.numpy as tnp
-from tapegrad.bench.systems import tapegrad_mlp_loss
-from tapegrad.bench.workloads import mlp_data, mlp_numpy_grad, rosenbrock_grad, rosenbrock_loop
+from tapegrad.bench.models import mlp_loss, rosenbrock_loop
+from tapegrad.bench.workloads import mlp_data, mlp_numpy_grad, rosenbrock_grad
 
 
 def per_call(fn, repeats, min_time=0.05):
@@ -78,7 +79,7 @@ def bench_scalar_loop(repeats):
 
 def bench_mlp(repeats):
     params, X, Y = mlp_data("784-256-128-10x64")
-    grad = tg.grad(lambda params, X, Y: tapegrad_mlp_loss(params, X, Y, tnp))
+    grad = tg.grad(lambda params, X, Y: mlp_loss(params, X, Y, tnp))
     assert all(np.allclose(a, b, rtol=1e-9, atol=1e-12)
                for a, b in zip(grad(params, X, Y), mlp_numpy_grad(params, X, Y)))
     t = interleaved({"numpy": lambda: mlp_numpy_grad(params, X, Y), "tapegrad": lambda: grad(params, X, Y)}, repeats)

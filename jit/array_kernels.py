@@ -77,26 +77,35 @@ def gemm(ta, tb, m, n, k, x, y, beta, z, oz):
 @rule
 def matmul_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
     m, k, nn, batch, sa, sb = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
+    ta, tb = ints[ia + 6] != 0, ints[ia + 7] != 0
     pa, pb = address(vals, oa, ext, xs & SLOT_MASK), address(vals, ob, ext, xs >> SLOT_BITS)
     for t in range(batch):
-        gemm(False, False, m, nn, k, pa + 8 * t * sa, pb + 8 * t * sb, 0.0, vals, oo + t * m * nn)
+        gemm(ta, tb, m, nn, k, pa + 8 * t * sa, pb + 8 * t * sb, 0.0, vals, oo + t * m * nn)
 
 
 @rule
 def matmul_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
     m, k, nn, batch, sa, sb = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
+    ta, tb = ints[ia + 6] != 0, ints[ia + 7] != 0
     pa, pb = address(vals, oa, ext, xs & SLOT_MASK), address(vals, ob, ext, xs >> SLOT_BITS)
     pg = adj.ctypes.data + 8 * oo
     for t in range(batch):
-        og = pg + 8 * t * m * nn
-        # dA += dC B^T and dB += A^T dC; told to overwrite, the first product of each
-        # adjoint block assigns (beta = 0) and nothing had to be zeroed.
+        og, xa, xb = pg + 8 * t * m * nn, pa + 8 * t * sa, pb + 8 * t * sb
+        # C = op(A) op(B): d op(A) = dC op(B)^T and d op(B) = op(A)^T dC.  An operand stored
+        # transposed (ta, tb) gets the transpose of its product, again by BLAS flags.  Told
+        # to overwrite, the first product of each adjoint block assigns (beta = 0).
         if need_a:
             beta = 0.0 if need_a == 2 and (t == 0 or sa != 0) else 1.0
-            gemm(False, True, m, k, nn, og, pb + 8 * t * sb, beta, adj, oa + t * sa)
+            if ta:  # dA (k, m) = op(B) dC^T
+                gemm(tb, True, k, m, nn, xb, og, beta, adj, oa + t * sa)
+            else:   # dA (m, k) = dC op(B)^T
+                gemm(False, not tb, m, k, nn, og, xb, beta, adj, oa + t * sa)
         if need_b:
             beta = 0.0 if need_b == 2 and (t == 0 or sb != 0) else 1.0
-            gemm(True, False, k, nn, m, pa + 8 * t * sa, og, beta, adj, ob + t * sb)
+            if tb:  # dB (n, k) = dC^T op(A)
+                gemm(True, ta, nn, k, m, og, xa, beta, adj, ob + t * sb)
+            else:   # dB (k, n) = op(A)^T dC
+                gemm(not ta, False, k, nn, m, xa, og, beta, adj, ob + t * sb)
 
 
 @rule

@@ -12,7 +12,7 @@ import os
 import sys
 
 from tapegrad.bench import report, timing
-from tapegrad.bench.systems import all_systems
+from tapegrad.bench.registry import all_systems
 from tapegrad.bench.workloads import WORKLOADS
 
 
@@ -29,10 +29,10 @@ def _parser():
     bench.add_argument("--workloads", type=_names, metavar="W,..",
                        help=f"workloads to run (default all): {', '.join(WORKLOADS)}")
     bench.add_argument("--systems", type=_names, metavar="S,..",
-                       help="systems to run (default all; not installed ones are listed as skipped)")
+                       help="systems to run (default all; each one not installed is named once, under the table)")
     bench.add_argument("--sizes", type=_names, metavar="N,..",
                        help="only these sizes, for workloads that have them (see --list)")
-    bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats: under a minute")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats: about a minute")
     bench.add_argument("--repeats", type=int, help="timed samples per system (default 15, quick 5)")
     bench.add_argument("--format", choices=("auto", "rich", "plain", "markdown"), default="auto")
     bench.add_argument("--json", metavar="PATH", help="save all results, samples, machine and versions")
@@ -96,7 +96,8 @@ def bench(parser, args):
         for w in WORKLOADS.values():
             print(f"workload {w.name:16s} sizes {', '.join(map(str, w.sizes))}  ({w.title})")
         for s in systems.values():
-            print(f"system   {s.name:16s} {'installed' if s.available() else 'not installed: ' + s.install}")
+            state = "installed" if s.available() else "not installed: " + s.install
+            print(f"system   {s.name:16s} {state}" + (f" ({s.note})" if s.note else ""))
         return 0
     if args.compare:  # fail early on a bad file, before minutes of timing
         try:
@@ -104,6 +105,8 @@ def bench(parser, args):
         except (OSError, ValueError) as err:
             parser.error(f"--compare: {err}")
     names, sizes, chosen = _select(parser, args, systems)
+    missing = [s for s in chosen if not s.available()]
+    chosen = [s for s in chosen if s.available()]
     for flag, module, extra in (("--format rich", "rich", "rich"), ("--plot", "matplotlib", "plot")):
         wanted = args.format == "rich" if module == "rich" else args.plot
         if wanted and importlib.util.find_spec(module) is None:
@@ -130,12 +133,12 @@ def bench(parser, args):
                                           settle=0.0 if args.quick else 0.2)
     tick.close()
     timing.add_ratios(results)
-    report.print_table(results, args.format, sys.stdout)
-    versions = {s.name: s.version() for s in chosen if s.available()}
+    report.print_table(results, args.format, sys.stdout, missing, chosen)
+    versions = {s.name: s.version() for s in chosen}
     if args.json:
         config = {"workloads": names, "sizes": sizes, "systems": [s.name for s in chosen],
                   "repeats": repeats, "target_s": target, "quick": args.quick}
-        report.save_json(args.json, report.to_json(results, versions, config))
+        report.save_json(args.json, report.to_json(results, versions, config, missing))
     if args.plot:
         report.plot(results, args.plot, series={w for w in names if WORKLOADS[w].series})
     if args.compare:

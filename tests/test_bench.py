@@ -1,17 +1,24 @@
 """The benchmark runner's pieces, on tiny problems, and one end-to-end run."""
+import ast
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+from dataclasses import fields
 
 import numpy as np
 import pytest
 
+import tapegrad as tg
+import tapegrad.numpy as tnp
 from tapegrad import cli
-from tapegrad.bench import report, timing
+from tapegrad.bench import models as M
+from tapegrad.bench import registry, report, timing
 from tapegrad.bench import workloads as W
-from tapegrad.bench.systems import Numpy, System, Tapegrad, Unsupported
+from tapegrad.bench.base import System, Timed, Unsupported
+from tapegrad.bench.systems import Numpy, Tapegrad
 from tapegrad.bench.timing import OK, SKIPPED, UNSUPPORTED, WRONG, Result
 
 
@@ -28,31 +35,30 @@ def _fd(f, x, h=1e-6):
 # --- workload references ----------------------------------------------------------------------
 
 def test_lecture_reference_matches_finite_differences():
-    f = lambda x: W.lecture_value(x, np.exp, np.sqrt, np.cos)
+    f = lambda x: M.lecture(x, np)
     for x in (-1.3, 0.0, 0.7, 2.0):
         assert np.isclose(W.lecture_derivative(x), _fd(f, x), rtol=1e-7, atol=1e-9)
 
 
 def test_rosenbrock_reference_matches_finite_differences_and_loop_value():
     x = np.random.default_rng(0).uniform(-1, 1, 7)
-    vec = lambda x: np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
-    assert np.isclose(W.rosenbrock_loop(list(x)), vec(x), rtol=1e-14)
+    vec = lambda x: M.rosenbrock(x, np)
+    assert np.isclose(M.rosenbrock_loop(list(x)), vec(x), rtol=1e-14)
+    assert np.isclose(M.rosenbrock_rows(np.stack([x, 2 * x]), np), vec(x) + vec(2 * x), rtol=1e-14)
     np.testing.assert_allclose(W.rosenbrock_grad(x), _fd(vec, x), rtol=1e-7, atol=1e-8)
 
 
-def test_mlp_reference_matches_finite_differences():
+def test_mlp_reference_matches_finite_differences_of_the_user_style_model():
     params, X, Y = W.mlp_data("5-4-3x6")
+    assert [a.shape for a in params] == [(4, 5), (4,), (3, 4), (3,)]  # weights (out, in)
 
     def loss(k, value):
         p = list(params)
         p[k] = value
-        h = X
-        for Wk, bk in zip(p[0:-2:2], p[1:-2:2]):
-            h = 1 / (1 + np.exp(-(h @ Wk + bk)))
-        z = h @ p[-2] + p[-1]
-        lse = np.log(np.exp(z).sum(1, keepdims=True))
-        return -np.sum(Y * (z - lse)) / X.shape[0]
+        return M.mlp_loss(p, X, Y, np)
 
+    fused = [a.T for a in params]
+    assert np.isclose(M.mlp_loss_fused(fused, X, Y, tnp), M.mlp_loss(params, X, Y, np), rtol=1e-13)
     grads = W.mlp_numpy_grad(params, X, Y)
     for k, g in enumerate(grads):
         np.testing.assert_allclose(g, _fd(lambda v: loss(k, v), params[k]), rtol=1e-6, atol=1e-9)
@@ -64,6 +70,49 @@ def test_many_points_references():
     np.testing.assert_allclose(p.reference[17], W.rosenbrock_grad(p.data["X"][17]))
     got = Numpy().prepare(p)()
     assert timing.max_error(got, p.reference, p.rtol, p.atol) is None
+
+
+def test_headline_mlp_row_records_the_user_style_model_and_the_extra_row_the_fused_one():
+    params, X, Y = W.mlp_data("5-4-3x6")
+    user = str(tg.record(lambda p, X, Y: M.mlp_loss(p, X, Y, tnp), params, X, Y))
+    fused = str(tg.record(lambda p, X, Y: M.mlp_loss_fused(p, X, Y, tnp), [a.T for a in params], X, Y))
+    assert "SIGMOID" not in user and "LOGSUMEXP" not in user and "MAX" in user and "EXP" in user
+    assert "SIGMOID" in fused and "LOGSUMEXP" in fused
+    systems = registry.all_systems()
+    assert systems["tapegrad"].mlp.__func__ is Tapegrad.mlp and not systems["tapegrad-fused"].peer
+    assert list(systems)[:2] == ["tapegrad", "numpy"] and list(systems)[-1] == "tapegrad-fused"
+    assert [n for n, s in systems.items() if s.covers("record")] == ["tapegrad", "numpy", "casadi"]
+
+
+# --- recording cost and size ------------------------------------------------------------------
+
+def test_tape_nbytes_counts_columns_arenas_and_the_program():
+    x = np.linspace(-1, 1, 50)
+    tape = tg.record(M.rosenbrock_loop, x)
+    columns = sum(getattr(tape, f.name).nbytes for f in fields(tape)
+                  if isinstance(getattr(tape, f.name), np.ndarray))
+    program = tape._prog.nbytes + tape._attrs.nbytes + tape._zero.nbytes
+    assert program > 0 and tape.nbytes == columns + program
+    assert tg.record(M.rosenbrock_loop, np.linspace(-1, 1, 500)).nbytes > 5 * tape.nbytes
+
+
+def test_record_workload_times_recording_and_checks_the_recorded_gradient():
+    p = W.WORKLOADS["record"].make("40")
+    assert p.scale == M.loop_ops(40) == 8 * 39
+    prepared = Tapegrad().prepare(p)
+    assert isinstance(prepared, Timed) and prepared.entries == len(tg.record(M.rosenbrock_loop, p.data["x"]))
+    assert type(prepared.call()).__name__ == "Tape"
+    results = timing.measure(p, [Tapegrad(), Numpy(), _Wrong()], repeats=2, target=1e-4)
+    by = {r.system: r for r in results}
+    assert set(by) == {"tapegrad", "numpy"}  # a system without a record method has no row
+    assert by["tapegrad"].status == OK and by["tapegrad"].nbytes == prepared.nbytes
+    lines = report.notes(timing.add_ratios(results))
+    assert len(lines) == 2 and "bytes per entry" in lines[0] and "per operation (312 operations)" in lines[0]
+    assert "evaluating the program on floats" in lines[1]
+    bad = Timed(lambda: None, lambda: p.reference * 2)
+    res, fn = timing.setup(type("Bad", (System,), {"name": "bad", "module": "numpy",
+                                                   "record": lambda self, p: bad})(), p)
+    assert res.status == WRONG and fn is None
 
 
 # --- checking and timing ----------------------------------------------------------------------
@@ -78,6 +127,9 @@ def test_max_error_reports_wrong_values_and_structure():
 
 class _Missing(System):
     name, module, install = "missing", "no_such_module_for_tapegrad_tests", "pip install nothing"
+
+    def lecture(self, p):
+        raise AssertionError("never called: the system is not installed")
 
 
 class _Wrong(System):
@@ -116,13 +168,16 @@ def test_calibrate_reaches_the_target():
 
 def test_ratios_to_numpy_and_to_the_fastest_peer():
     rs = [Result("w", "1", "numpy", OK, samples_s=[2.0, 2.0]), Result("w", "1", "tapegrad", OK, samples_s=[1.0]),
-          Result("w", "1", "jax", OK, samples_s=[4.0]), Result("w", "1", "torch", OK, samples_s=[8.0]),
-          Result("w", "1", "autograd", WRONG), Result("w", "2", "tapegrad", OK, samples_s=[3.0])]
+          Result("w", "1", "jax", OK, samples_s=[4.0], peer=True),
+          Result("w", "1", "torch", OK, samples_s=[8.0], peer=True),
+          Result("w", "1", "autograd", WRONG, peer=True), Result("w", "2", "tapegrad", OK, samples_s=[3.0]),
+          Result("w", "1", "tapegrad-fused", OK, samples_s=[0.5])]
     timing.add_ratios(rs)
     assert rs[1].ratio_numpy == 0.5 and rs[1].ratio_best_peer == 0.25
     assert rs[3].ratio_best_peer == 2.0 and rs[0].ratio_numpy == 1.0
     assert rs[4].ratio_numpy is None
     assert rs[5].ratio_numpy is None and rs[5].ratio_best_peer is None  # no baseline at size 2
+    assert rs[6].ratio_best_peer == 0.125  # tapegrad's extra row is compared, never the best peer
 
 
 def test_compare_flags_regressions_above_the_threshold():
@@ -183,6 +238,28 @@ def test_bad_compare_file_exits_2(tmp_path, capsys):
     assert exc.value.code == 2 and "schema" in capsys.readouterr().err
 
 
+def test_a_system_not_installed_is_one_line_under_the_table(monkeypatch, tmp_path, capsys):
+    systems = {**registry.all_systems(), "missing": _Missing()}
+    monkeypatch.setattr(cli, "all_systems", lambda: systems)
+    path = tmp_path / "run.json"
+    assert cli.main(["bench", "--workloads", "lecture,rosenbrock", "--sizes", "100", "--systems",
+                     "numpy,missing", "--repeats", "2", "--format", "plain", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("missing") == 1 and "\nmissing: not installed - pip install nothing" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("lecture", "rosenbrock"))]
+    assert "SKIPPED" not in out and [row[2] for row in rows] == ["numpy", "numpy"]
+    doc, results = report.load_json(path)
+    assert doc["not_installed"] == {"missing": "pip install nothing"}
+    assert {r.system for r in results} == {"numpy"}
+
+
+def test_an_extra_row_is_labelled_under_the_table_when_shown():
+    fused = registry.all_systems()["tapegrad-fused"]
+    shown = [Result("mlp", "64-32-10x16", "tapegrad-fused", OK, samples_s=[1.0])]
+    assert report.notes(shown, (), [fused]) == [f"tapegrad-fused: {fused.note}"]
+    assert "not the headline" in fused.note and report.notes([], (), [fused]) == []
+
+
 def test_plot_draws_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     rs = [Result("rosenbrock", str(n), s, OK, scale=n, samples_s=[n * k]) for n in (10, 100) for s, k in
@@ -203,3 +280,38 @@ def test_quick_run_end_to_end_in_a_subprocess():
     assert workloads == set(W.WORKLOADS)
     assert any("UNSUPPORTED" in line and "many-points" in line for line in table)
     assert all("WRONG" not in line and "ERROR" not in line for line in table)
+
+
+# --- module structure -------------------------------------------------------------------------
+
+BENCH = pathlib.Path(W.__file__).parent
+ORDER = ["models", "workloads", "base", "systems", "peers", "registry", "timing", "report"]
+
+
+def _bench_imports(name):
+    """The bench modules ``name`` imports, at top level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse((BENCH / f"{name}.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "tapegrad.bench":
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tapegrad.bench."):
+            found.add(node.module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("tapegrad.bench.")}
+    return found
+
+
+def test_bench_modules_import_one_way_only():
+    """No import circle: each module imports only modules before it in ORDER (the order
+    the package docstring gives), counting imports inside functions too."""
+    assert sorted(ORDER) == sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "__init__")
+    for k, name in enumerate(ORDER):
+        later = _bench_imports(name) & set(ORDER[k:])
+        assert not later, f"bench/{name}.py imports {later}, which come after it"
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_each_bench_module_imports_alone_in_a_fresh_interpreter(name):
+    out = subprocess.run([sys.executable, "-c", f"import tapegrad.bench.{name}"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr

@@ -1,10 +1,12 @@
 """Peer AD systems: autograd, JAX, PyTorch (eager and ``torch.func``) and CasADi.
 
-Each runs only when its module is installed; all compute in float64.  The inputs are
-converted to the system's own array type once, in setup (``jnp.asarray``, ``torch.tensor``,
-``casadi.DM``); each timed call computes the gradient and converts it back to numpy, the
-way a user who needs numpy results would.  Everything built before the returned function
-exists, and its first call (JAX's tracing and XLA compilation), counts as setup.
+Each runs only when its module is installed; all compute in float64.  Every peer runs the
+same user-style functions as tapegrad (``models``, with its own numpy-like namespace); only
+CasADi, which has no broadcasting, writes its MLP itself.  The inputs are converted to the
+system's own array type once, in setup (``jnp.asarray``, ``torch.tensor``, ``casadi.DM``);
+each timed call computes the gradient and converts it back to numpy, the way a user who
+needs numpy results would.  Everything built before the returned function exists, and its
+first call (JAX's tracing and XLA compilation), counts as setup.
 
 The many-points workloads are separable (the total over all points is a sum of per-point
 terms), so the gradient of the total is every point's gradient at once; systems without a
@@ -13,27 +15,8 @@ vectorising map (autograd, PyTorch eager) use that, the others their map (``jax.
 """
 import numpy as np
 
-from tapegrad.bench import workloads as W
-from tapegrad.bench.systems import System
-
-
-def rosenbrock_sum(x, total):
-    """The vectorised Rosenbrock function of a 1-d array (``total`` is the system's sum)."""
-    return total(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
-
-
-def rosenbrock_rows(X, total):
-    """The sum of the Rosenbrock functions of the rows of a 2-d array (separable by row)."""
-    return total(100.0 * (X[:, 1:] - X[:, :-1] ** 2) ** 2 + (1.0 - X[:, :-1]) ** 2)
-
-
-def mlp_loss(params, X, Y, exp, logsumexp):
-    """The workload's MLP loss: sigmoid hidden layers, softmax cross-entropy (batch mean)."""
-    h = X
-    for Wk, bk in zip(params[0:-2:2], params[1:-2:2]):
-        h = 1.0 / (1.0 + exp(-(h @ Wk + bk)))
-    z = h @ params[-2] + params[-1]
-    return -(Y * (z - logsumexp(z, axis=1, keepdims=True))).sum() / X.shape[0]
+from tapegrad.bench import models as M
+from tapegrad.bench.base import System, Timed, source
 
 
 class Autograd(System):
@@ -43,25 +26,24 @@ class Autograd(System):
     def lecture(self, p):
         import autograd
         import autograd.numpy as anp
-        grad, x = autograd.grad(lambda x: W.lecture_value(x, anp.exp, anp.sqrt, anp.cos)), p.data["x"]
+        grad, x = autograd.grad(lambda x: M.lecture(x, anp)), p.data["x"]
         return lambda: float(grad(x))
 
     def rosenbrock(self, p):
         import autograd
         import autograd.numpy as anp
-        grad, x = autograd.grad(lambda x: rosenbrock_sum(x, anp.sum)), p.data["x"]
+        grad, x = autograd.grad(lambda x: M.rosenbrock(x, anp)), p.data["x"]
         return lambda: grad(x)
 
     def rosenbrock_loop(self, p):
         import autograd
-        grad, x = autograd.grad(W.rosenbrock_loop), p.data["x"]
+        grad, x = autograd.grad(M.rosenbrock_loop), p.data["x"]
         return lambda: grad(x)
 
     def mlp(self, p):
         import autograd
         import autograd.numpy as anp
-        from autograd.scipy.special import logsumexp
-        grad = autograd.grad(lambda params, X, Y: mlp_loss(params, X, Y, anp.exp, logsumexp))
+        grad = autograd.grad(lambda params, X, Y: M.mlp_loss(params, X, Y, anp))
         params, X, Y = p.data["params"], p.data["X"], p.data["Y"]
         return lambda: list(grad(params, X, Y))
 
@@ -69,15 +51,14 @@ class Autograd(System):
         import autograd
         import autograd.numpy as anp
         if "x" in p.data:
-            grad, x = autograd.elementwise_grad(lambda x: W.lecture_value(x, anp.exp, anp.sqrt, anp.cos)), p.data["x"]
+            grad, x = autograd.elementwise_grad(lambda x: M.lecture(x, anp)), p.data["x"]
             return lambda: grad(x)
-        grad, X = autograd.grad(lambda X: rosenbrock_rows(X, anp.sum)), p.data["X"]
+        grad, X = autograd.grad(lambda X: M.rosenbrock_rows(X, anp)), p.data["X"]
         return lambda: grad(X)
 
     def first_gradient(self, p):
-        return ("import autograd, autograd.numpy as np\n"
-                "f = lambda x: np.sqrt(x**2 + np.exp(x**2)) + np.cos(x**2 + np.exp(x**2))\n"
-                f"print(autograd.grad(f)({p.data['x']!r}))")
+        return (f"import autograd, autograd.numpy as anp\n{source(M.lecture)}\n"
+                f"print(autograd.grad(lambda x: lecture(x, anp))({p.data['x']!r}))")
 
 
 class Jax(System):
@@ -97,17 +78,15 @@ class Jax(System):
 
     def lecture(self, p):
         jax = self._jax()
-        jnp = jax.numpy
-        grad = jax.jit(jax.grad(lambda x: W.lecture_value(x, jnp.exp, jnp.sqrt, jnp.cos)))
-        x = jnp.asarray(p.data["x"])
+        grad = jax.jit(jax.grad(lambda x: M.lecture(x, jax.numpy)))
+        x = jax.numpy.asarray(p.data["x"])
         grad = self._compiled(grad, x)
         return lambda: float(grad(x))
 
     def rosenbrock(self, p):
         jax = self._jax()
-        jnp = jax.numpy
-        x = jnp.asarray(p.data["x"])
-        grad = self._compiled(jax.jit(jax.grad(lambda x: rosenbrock_sum(x, jnp.sum))), x)
+        x = jax.numpy.asarray(p.data["x"])
+        grad = self._compiled(jax.jit(jax.grad(lambda x: M.rosenbrock(x, jax.numpy))), x)
         return lambda: np.asarray(grad(x))
 
     def rosenbrock_loop(self, p):
@@ -115,13 +94,13 @@ class Jax(System):
         x = jax.numpy.asarray(p.data["x"])
         # the Python loop unrolls into the trace: XLA compiles n-1 copies of the body, which
         # took ~17 s for n=1000 (~1 s for n=100) on a 2-core machine
-        grad = self._compiled(jax.jit(jax.grad(W.rosenbrock_loop)), x)
+        grad = self._compiled(jax.jit(jax.grad(M.rosenbrock_loop)), x)
         return lambda: np.asarray(grad(x))
 
     def mlp(self, p):
         jax = self._jax()
         jnp = jax.numpy
-        grad = jax.jit(jax.grad(lambda params, X, Y: mlp_loss(params, X, Y, jnp.exp, jax.nn.logsumexp)))
+        grad = jax.jit(jax.grad(lambda params, X, Y: M.mlp_loss(params, X, Y, jnp)))
         params = [jnp.asarray(a) for a in p.data["params"]]
         X, Y = jnp.asarray(p.data["X"]), jnp.asarray(p.data["Y"])
         grad = self._compiled(grad, params, X, Y)
@@ -129,19 +108,17 @@ class Jax(System):
 
     def many_points(self, p):
         jax = self._jax()
-        jnp = jax.numpy
         if "x" in p.data:
-            f, pts = (lambda x: W.lecture_value(x, jnp.exp, jnp.sqrt, jnp.cos)), p.data["x"]
+            f, pts = (lambda x: M.lecture(x, jax.numpy)), p.data["x"]
         else:
-            f, pts = (lambda x: rosenbrock_sum(x, jnp.sum)), p.data["X"]
-        pts = jnp.asarray(pts)
+            f, pts = (lambda x: M.rosenbrock(x, jax.numpy)), p.data["X"]
+        pts = jax.numpy.asarray(pts)
         grad = self._compiled(jax.jit(jax.vmap(jax.grad(f))), pts)
         return lambda: np.asarray(grad(pts))
 
     def first_gradient(self, p):
         return ("import jax\njax.config.update('jax_enable_x64', True)\nimport jax.numpy as jnp\n"
-                "f = lambda x: jnp.sqrt(x**2 + jnp.exp(x**2)) + jnp.cos(x**2 + jnp.exp(x**2))\n"
-                f"print(jax.jit(jax.grad(f))({p.data['x']!r}))")
+                f"{source(M.lecture)}\nprint(jax.jit(jax.grad(lambda x: lecture(x, jnp)))({p.data['x']!r}))")
 
 
 class Torch(System):
@@ -164,40 +141,39 @@ class Torch(System):
         return [t.grad.numpy() for t in leaves]
 
     def lecture(self, p):
-        import torch
+        tnp = M.torch_namespace()
         (x,) = self._leaves(p.data["x"])
-        f = lambda x: W.lecture_value(x, torch.exp, torch.sqrt, torch.cos)
-        return lambda: float(self._backward(f, [x])[0])
+        return lambda: float(self._backward(lambda x: M.lecture(x, tnp), [x])[0])
 
     def rosenbrock(self, p):
-        import torch
+        tnp = M.torch_namespace()
         (x,) = self._leaves(p.data["x"])
-        return lambda: self._backward(lambda x: rosenbrock_sum(x, torch.sum), [x])[0]
+        return lambda: self._backward(lambda x: M.rosenbrock(x, tnp), [x])[0]
 
     def rosenbrock_loop(self, p):
         (x,) = self._leaves(p.data["x"])
-        return lambda: self._backward(W.rosenbrock_loop, [x])[0]
+        return lambda: self._backward(M.rosenbrock_loop, [x])[0]
 
     def mlp(self, p):
         import torch
+        tnp = M.torch_namespace()
         params = self._leaves(*p.data["params"])
         X, Y = (torch.tensor(a, dtype=torch.float64) for a in (p.data["X"], p.data["Y"]))
-        loss = lambda *a: mlp_loss(list(a[:-2]), a[-2], a[-1], torch.exp, torch.logsumexp)
+        loss = lambda *a: M.mlp_loss(list(a[:-2]), a[-2], a[-1], tnp)
         return lambda: self._backward(loss, params, X, Y)
 
     def many_points(self, p):
-        import torch
+        tnp = M.torch_namespace()
         if "x" in p.data:   # separable: d/dx_i of the sum is f'(x_i)
             (x,) = self._leaves(p.data["x"])
-            f = lambda x: W.lecture_value(x, torch.exp, torch.sqrt, torch.cos).sum()
-            return lambda: self._backward(f, [x])[0]
+            return lambda: self._backward(lambda x: M.lecture(x, tnp).sum(), [x])[0]
         (X,) = self._leaves(p.data["X"])
-        return lambda: self._backward(lambda X: rosenbrock_rows(X, torch.sum), [X])[0]
+        return lambda: self._backward(lambda X: M.rosenbrock_rows(X, tnp), [X])[0]
 
     def first_gradient(self, p):
-        return (f"import torch\nx = torch.tensor({p.data['x']!r}, dtype=torch.float64, requires_grad=True)\n"
-                "u = x**2 + torch.exp(x**2)\n(torch.sqrt(u) + torch.cos(u)).backward()\n"
-                "print(x.grad.item())")
+        return (f"import torch\n{source(M.lecture)}\n"
+                f"x = torch.tensor({p.data['x']!r}, dtype=torch.float64, requires_grad=True)\n"
+                "lecture(x, torch).backward()\nprint(x.grad.item())")
 
 
 class TorchFunc(System):
@@ -211,39 +187,43 @@ class TorchFunc(System):
 
     def lecture(self, p):
         import torch
-        grad = torch.func.grad(lambda x: W.lecture_value(x, torch.exp, torch.sqrt, torch.cos))
+        grad = torch.func.grad(lambda x: M.lecture(x, M.torch_namespace()))
         x = self._tensor(p.data["x"])
         return lambda: grad(x).item()
 
     def rosenbrock(self, p):
         import torch
-        grad, x = torch.func.grad(lambda x: rosenbrock_sum(x, torch.sum)), self._tensor(p.data["x"])
+        tnp = M.torch_namespace()
+        grad, x = torch.func.grad(lambda x: M.rosenbrock(x, tnp)), self._tensor(p.data["x"])
         return lambda: grad(x).numpy()
 
     def rosenbrock_loop(self, p):
         import torch
-        grad, x = torch.func.grad(W.rosenbrock_loop), self._tensor(p.data["x"])
+        grad, x = torch.func.grad(M.rosenbrock_loop), self._tensor(p.data["x"])
         return lambda: grad(x).numpy()
 
     def mlp(self, p):
         import torch
-        grad = torch.func.grad(lambda params, X, Y: mlp_loss(params, X, Y, torch.exp, torch.logsumexp))
+        tnp = M.torch_namespace()
+        grad = torch.func.grad(lambda params, X, Y: M.mlp_loss(params, X, Y, tnp))
         params = [self._tensor(a) for a in p.data["params"]]
         X, Y = self._tensor(p.data["X"]), self._tensor(p.data["Y"])
         return lambda: [g.numpy() for g in grad(params, X, Y)]
 
     def many_points(self, p):
         import torch
+        tnp = M.torch_namespace()
         if "x" in p.data:
-            f, pts = (lambda x: W.lecture_value(x, torch.exp, torch.sqrt, torch.cos)), p.data["x"]
+            f, pts = (lambda x: M.lecture(x, tnp)), p.data["x"]
         else:
-            f, pts = (lambda x: rosenbrock_sum(x, torch.sum)), p.data["X"]
+            f, pts = (lambda x: M.rosenbrock(x, tnp)), p.data["X"]
         grad, pts = torch.func.vmap(torch.func.grad(f)), self._tensor(pts)
         return lambda: grad(pts).numpy()
 
     def first_gradient(self, p):
-        return ("import torch\nf = lambda x: torch.sqrt(x**2 + torch.exp(x**2)) + torch.cos(x**2 + torch.exp(x**2))\n"
-                f"print(torch.func.grad(f)(torch.tensor({p.data['x']!r}, dtype=torch.float64)).item())")
+        return (f"import torch\n{source(M.lecture)}\n"
+                f"print(torch.func.grad(lambda x: lecture(x, torch))(torch.tensor({p.data['x']!r}, "
+                "dtype=torch.float64)).item())")
 
 
 class Casadi(System):
@@ -252,7 +232,8 @@ class Casadi(System):
     Scalar programs use SX (scalar graphs); vector and matrix programs use MX (one node
     per vector operation), CasADi's advice for each; SX would expand the 1e6 Rosenbrock into
     ~1e7 scalar nodes (15 s, 1.5 GB to build, the same call time) and the large MLP's
-    matrix products into ~1e7 multiplications."""
+    matrix products into ~1e7 multiplications.  The ``casadi`` module itself serves as the
+    models' numpy-like namespace (``exp``, ``sqrt``, ``cos``, ``sum`` of all elements)."""
     name, module, install = "casadi", "casadi", "pip install casadi"
 
     @staticmethod
@@ -262,11 +243,15 @@ class Casadi(System):
         args = [ca.DM(a) for a in args]
         return lambda: fn(*args)
 
+    @staticmethod
+    def _gradient_fn(sym, f):
+        import casadi as ca
+        return ca.Function("g", [sym], [ca.gradient(f, sym)])
+
     def _scalar_fn(self):
         import casadi as ca
         x = ca.SX.sym("x")
-        f = W.lecture_value(x, ca.exp, ca.sqrt, ca.cos)
-        return ca.Function("g", [x], [ca.gradient(f, x)])
+        return self._gradient_fn(x, M.lecture(x, ca))
 
     def lecture(self, p):
         call = self._call(self._scalar_fn(), p.data["x"])
@@ -275,30 +260,32 @@ class Casadi(System):
     def rosenbrock(self, p):
         import casadi as ca
         x = ca.MX.sym("x", p.data["x"].size)
-        g = ca.Function("g", [x], [ca.gradient(rosenbrock_sum(x, ca.sum1), x)])
-        call = self._call(g, p.data["x"])
+        call = self._call(self._gradient_fn(x, M.rosenbrock(x, ca)), p.data["x"])
         return lambda: call().full().ravel()
 
     def rosenbrock_loop(self, p):
         import casadi as ca
         x = ca.SX.sym("x", p.data["x"].size)
-        f = W.rosenbrock_loop(ca.vertsplit(x))  # the loop over x's scalar elements (SX has no len)
-        g = ca.Function("g", [x], [ca.gradient(f, x)])
-        call = self._call(g, p.data["x"])
+        # the loop over x's scalar elements (SX has no len)
+        call = self._call(self._gradient_fn(x, M.rosenbrock_loop(ca.vertsplit(x))), p.data["x"])
         return lambda: call().full().ravel()
 
     def mlp(self, p):
+        """``models.mlp_loss`` as close as CasADi allows: no broadcasting (a bias is repeated
+        over the rows) and no row-wise max (the log-sum-exp is shifted by the largest
+        logit of the batch, which gives the same loss)."""
         import casadi as ca
         params, X, Y = p.data["params"], p.data["X"], p.data["Y"]
         syms = [ca.MX.sym(f"p{i}", a.shape[0], a.shape[1] if a.ndim == 2 else 1) for i, a in enumerate(params)]
         Xs, Ys = ca.MX.sym("X", *X.shape), ca.MX.sym("Y", *Y.shape)
-        rows = ca.DM.ones(X.shape[0], 1)  # no broadcasting: a bias column b enters as rows @ b.T
+        n = X.shape[0]
         h = Xs
         for Wk, bk in zip(syms[0:-2:2], syms[1:-2:2]):
-            h = 1.0 / (1.0 + ca.exp(-(ca.mtimes(h, Wk) + ca.mtimes(rows, bk.T))))
-        z = ca.mtimes(h, syms[-2]) + ca.mtimes(rows, syms[-1].T)
-        lse = ca.log(ca.sum2(ca.exp(z)))   # per-row logsumexp, unshifted: z is small here
-        loss = -ca.sum1(ca.sum2(Ys * (z - ca.repmat(lse, 1, Y.shape[1])))) / X.shape[0]
+            h = 1 / (1 + ca.exp(-(h @ Wk.T + ca.repmat(bk.T, n, 1))))
+        z = h @ syms[-2].T + ca.repmat(syms[-1].T, n, 1)
+        m = ca.mmax(z)
+        lse = m + ca.log(ca.sum2(ca.exp(z - m)))
+        loss = -ca.sum(Ys * (z - ca.repmat(lse, 1, Y.shape[1]))) / n
         # one reverse sweep for all parameters, split back into their shapes
         flat = ca.gradient(loss, ca.vertcat(*[ca.vec(s) for s in syms]))
         cuts = np.cumsum([0] + [a.size for a in params]).tolist()
@@ -313,14 +300,29 @@ class Casadi(System):
             g, pts = self._scalar_fn(), p.data["x"].reshape(1, -1)
         else:
             x = ca.SX.sym("x", p.data["X"].shape[1])
-            g = ca.Function("g", [x], [ca.gradient(rosenbrock_sum(x, ca.sum1), x)])
-            pts = p.data["X"].T
+            g, pts = self._gradient_fn(x, M.rosenbrock(x, ca)), p.data["X"].T
         call = self._call(g.map(pts.shape[1]), pts)  # one column per point, evaluated serially
         return (lambda: call().full().ravel()) if "x" in p.data else (lambda: call().full().T)
 
+    def record(self, p):
+        """The SX graph of the scalar loop built from Python, and the ``casadi.Function``
+        that sorts it into CasADi's instruction list: what ``tg.record`` does.  CasADi does
+        not expose the bytes it uses (``n_nodes`` counts the graph's nodes)."""
+        import casadi as ca
+        x = p.data["x"]
+
+        def build():
+            s = ca.SX.sym("x", x.size)
+            return ca.Function("f", [s], [M.rosenbrock_loop(ca.vertsplit(s))])
+
+        f = build()
+        s = ca.SX.sym("x", x.size)
+        grad = self._gradient_fn(s, f(s))
+        return Timed(build, lambda: grad(x).full().ravel(), entries=f.n_nodes())
+
     def first_gradient(self, p):
-        return ("import casadi as ca\nx = ca.SX.sym('x')\nu = x**2 + ca.exp(x**2)\n"
-                "g = ca.Function('g', [x], [ca.gradient(ca.sqrt(u) + ca.cos(u), x)])\n"
+        return (f"import casadi as ca\n{source(M.lecture)}\nx = ca.SX.sym('x')\n"
+                "g = ca.Function('g', [x], [ca.gradient(lecture(x, ca), x)])\n"
                 f"print(float(g({p.data['x']!r})))")
 
 

@@ -1,7 +1,9 @@
 """Showing, saving, comparing and plotting benchmark results.
 
 JSON schema ``tapegrad-bench/1``: ``{"schema", "created", "machine", "versions", "commit",
-"config", "results": [Result fields..., "median_s", "spread"]}``; times in seconds.
+"config", "not_installed": {system: how to install}, "results": [Result fields...,
+"median_s", "spread"]}``; times in seconds.  Under the table, one line per system that is
+not installed, and for ``record`` the time per operation and the bytes per entry.
 """
 import dataclasses
 import datetime
@@ -69,9 +71,29 @@ def markdown_table(results):
     return "\n".join(lines)
 
 
-def print_table(results, fmt, stream):
+def notes(results, missing=(), systems=()):
+    """Lines shown under the table: the ``note`` of each of ``systems`` that has a row, each
+    system in ``missing`` (not installed) once, then for each recording timed (``record``)
+    its time per operation of the program and its size per entry.  The operation count is
+    the program's (the problem's ``scale``), the same for every system; entries are each
+    system's own (tape entries, CasADi graph nodes)."""
+    shown = {r.system for r in results}
+    lines = [f"{s.name}: {s.note}" for s in systems if s.note and s.name in shown]
+    lines += [f"{s.name}: not installed - {s.install}" for s in missing]
+    for r in results:
+        if r.workload != "record" or r.status != OK or not r.samples_s:
+            continue
+        per_op = f"{_time(r.median / r.scale)} per operation ({r.scale:.0f} operations)"
+        size = "" if r.entries is None else f"; {r.entries} entries, " + (
+            "bytes not exposed" if r.nbytes is None else f"{r.nbytes / r.entries:.1f} bytes per entry")
+        what = " (evaluating the program on floats)" if r.system == "numpy" else ""
+        lines.append(f"record {r.size}: {r.system}{what}: {per_op}{size}")
+    return lines
+
+
+def print_table(results, fmt, stream, missing=(), systems=()):
     """``fmt``: rich (needs the rich package), markdown, plain, or auto (rich on a
-    terminal when rich is installed, plain otherwise)."""
+    terminal when rich is installed, plain otherwise); the :func:`notes` follow it."""
     if fmt == "auto":
         fmt = "plain"
         if stream.isatty():
@@ -89,6 +111,9 @@ def print_table(results, fmt, stream):
         Console(file=stream, width=None if stream.isatty() else 160).print(table)
     else:
         print(markdown_table(results) if fmt == "markdown" else plain_table(results), file=stream)
+    lines = notes(results, missing, systems)
+    if lines:
+        print("\n" + "\n".join(lines), file=stream)
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -114,9 +139,10 @@ def git_commit():
         return None
 
 
-def to_json(results, versions, config):
+def to_json(results, versions, config, missing=()):
     return {"schema": SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "machine": machine_info(), "versions": versions, "commit": git_commit(), "config": config,
+            "not_installed": {s.name: s.install for s in missing},
             "results": [dict(dataclasses.asdict(r), median_s=r.median, spread=r.spread) for r in results]}
 
 

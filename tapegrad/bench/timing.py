@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tapegrad.bench.systems import Unsupported
+from tapegrad.bench.base import Timed, Unsupported
+from tapegrad.bench.workloads import WORKLOADS
 
 OK, SKIPPED, UNSUPPORTED, WRONG, ERROR = "ok", "skipped", "unsupported", "wrong", "error"
 
@@ -38,6 +39,9 @@ class Result:
     samples_s: list = field(default_factory=list)
     ratio_numpy: float = None
     ratio_best_peer: float = None
+    peer: bool = False    # counts for "x best peer" (not tapegrad's rows, not the baseline)
+    entries: int = None   # record: entries (operations, nodes) of the system's recording
+    nbytes: int = None    # record: bytes of one recording, None if the system does not say
 
     @property
     def median(self):
@@ -90,24 +94,31 @@ def warm_up(system):
     """Import and initialise ``system`` once, on a tiny problem, so that no workload's
     setup time includes loading the library itself (the first-gradient workload measures
     that, in fresh processes)."""
-    from tapegrad.bench.workloads import WORKLOADS
-    if system.available():
+    workload = next((w for w in ("lecture", "mlp") if system.covers(w)), None)
+    if system.available() and workload:
         try:
-            system.prepare(WORKLOADS["lecture"].make("scalar"))()
+            system.prepare(WORKLOADS[workload].make("scalar" if workload == "lecture" else "3-2x2"))()
         except Exception:  # reported properly when the real workloads run
             pass
 
 
 def setup(system, problem):
-    """(Result, gradient function or None) for one system on one problem."""
-    res = Result(problem.workload, problem.size, system.name, OK, scale=problem.scale)
+    """(Result, timed function or None) for one system on one problem.  The answer checked
+    is the function's result, or for a :class:`Timed` that of its ``check``."""
+    res = Result(problem.workload, problem.size, system.name, OK, scale=problem.scale, peer=system.peer)
     if not system.available():
         res.status, res.reason = SKIPPED, f"not installed ({system.install})"
         return res, None
     try:
         t = time.perf_counter()
         fn = system.prepare(problem)
-        got = fn()
+        if isinstance(fn, Timed):
+            res.entries, res.nbytes = fn.entries, fn.nbytes
+            fn, check = fn.call, fn.check
+            fn()
+        else:
+            check = fn
+        got = check()
         res.setup_s = time.perf_counter() - t
     except Unsupported as err:
         res.status, res.reason = UNSUPPORTED, str(err)
@@ -123,10 +134,12 @@ def setup(system, problem):
 
 
 def measure(problem, systems, repeats, target, tick=lambda label: None, settle=0.0):
-    """Results of all ``systems`` on ``problem``; ``tick`` is called after each step.
-    Untimed calls run for at least ``settle`` seconds before each sample."""
+    """Results of the ``systems`` that cover ``problem``'s workload; ``tick`` is called
+    after each step.  Untimed calls run for at least ``settle`` seconds before each sample."""
     results, ready = [], []
     for system in systems:
+        if not system.covers(problem.workload):
+            continue
         res, fn = setup(system, problem)
         tick(f"{problem.workload} {problem.size}: set up {system.name}")
         results.append(res)
@@ -162,13 +175,16 @@ def measure_first_gradient(problem, systems, repeats, tick=lambda label: None):
     fills on-disk caches (numba, JAX's compilation cache if enabled)."""
     results, ready = [], []
     for system in systems:
-        res = Result(problem.workload, problem.size, system.name, OK, scale=problem.scale, inner=1)
+        if not system.covers(problem.workload):
+            continue
+        res = Result(problem.workload, problem.size, system.name, OK, scale=problem.scale, inner=1,
+                     peer=system.peer)
         results.append(res)
         if not system.available():
             res.status, res.reason = SKIPPED, f"not installed ({system.install})"
             continue
         try:
-            source = system.first_gradient(problem)
+            source = system.prepare(problem)
             res.setup_s, printed = _fresh_process_seconds(source)
             wrong = max_error(float(printed), problem.reference, 1e-9, 1e-12)
         except Unsupported as err:
@@ -198,7 +214,7 @@ def add_ratios(results):
     for group in by_problem.values():
         timed = [r for r in group if r.status == OK and r.samples_s]
         base = next((r.median for r in timed if r.system == "numpy"), None)
-        peers = [r.median for r in timed if r.system not in ("numpy", "tapegrad")]
+        peers = [r.median for r in timed if r.peer]
         for r in timed:
             r.ratio_numpy = r.median / base if base else None
             r.ratio_best_peer = r.median / min(peers) if peers else None

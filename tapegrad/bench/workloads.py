@@ -3,19 +3,22 @@ hand-written numpy backprop (never by an AD system).
 
 A workload has a list of sizes; ``make(size)`` builds a :class:`Problem` holding the
 inputs and the reference.  All data is float64 and drawn from a fixed seed, so every system
-in a run, and every run, sees the same numbers.
+in a run, and every run, sees the same numbers.  The functions differentiated are those of
+``tapegrad.bench.models``; the references here are their derivatives, written by hand.
 """
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
+from tapegrad.bench.models import loop_ops, rosenbrock_loop  # noqa: F401 - re-exported for tests
+
 
 @dataclass
 class Problem:
     workload: str
     size: str             # label shown in tables and used by --sizes
-    scale: float          # a number for plots: problem size on the x axis
+    scale: float          # a number for plots: problem size on the x axis (record: operations)
     data: dict            # the inputs, by name
     reference: object     # the expected gradient: an array or a list of arrays
     rtol: float = 1e-9
@@ -38,12 +41,6 @@ def _rng():
 
 # 1. the lecture function (MML eq. 5.109) and its closed-form derivative (eq. 5.110) -------
 
-def lecture_value(x, exp, sqrt, cos):
-    """f(x) = sqrt(x^2 + exp(x^2)) + cos(x^2 + exp(x^2)), written against a numpy-like API."""
-    a = x ** 2 + exp(x ** 2)
-    return sqrt(a) + cos(a)
-
-
 def lecture_derivative(x):
     e = np.exp(x ** 2)
     return 2 * x * (1 / (2 * np.sqrt(x ** 2 + e)) - np.sin(x ** 2 + e)) * (1 + e)
@@ -62,14 +59,6 @@ def rosenbrock_grad(x):
     return g
 
 
-def rosenbrock_loop(x):
-    """The same function as a loop over scalars: a long tape of scalar entries."""
-    s = 0.0
-    for i in range(len(x) - 1):
-        s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
-    return s
-
-
 def _rosenbrock(name):
     def make(size):
         x = _rng().uniform(-1.0, 1.0, int(size))
@@ -80,33 +69,35 @@ def _rosenbrock(name):
 # 4. the MLP: sigmoid hidden layers, softmax cross-entropy ----------------------------------
 
 def mlp_data(spec):
-    """spec '784-256-128-10x64': layer widths and batch size."""
+    """spec '784-256-128-10x64': layer widths and batch size.  Weights are stored
+    ``(out, in)``, as in PyTorch's ``nn.Linear`` and most model code."""
     widths, batch = spec.split("x")
     sizes = [int(w) for w in widths.split("-")]
     rng = _rng()
     params = []
     for i, o in zip(sizes[:-1], sizes[1:]):
-        params += [rng.normal(size=(i, o)) / np.sqrt(i), rng.normal(size=o) * 0.1]
+        params += [rng.normal(size=(o, i)) / np.sqrt(i), rng.normal(size=o) * 0.1]
     X = rng.normal(size=(int(batch), sizes[0]))
     Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], int(batch))]
     return params, X, Y
 
 
 def mlp_numpy_grad(params, X, Y):
-    """Hand-written backprop (the lectures' recurrences, vectorised over the batch)."""
+    """Hand-written backprop of ``models.mlp_loss`` (the lectures' recurrences, vectorised
+    over the batch): the layer ``h @ W.T + b`` has ``dW = g.T @ h`` and ``dh = g @ W``."""
     n, hs = X.shape[0], [X]
     for W, b in zip(params[0:-2:2], params[1:-2:2]):
-        hs.append(1.0 / (1.0 + np.exp(-(hs[-1] @ W + b))))
-    z = hs[-1] @ params[-2] + params[-1]
+        hs.append(1.0 / (1.0 + np.exp(-(hs[-1] @ W.T + b))))
+    z = hs[-1] @ params[-2].T + params[-1]
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     g = (p - Y) / n
     grads = []
     for k in range(len(params) // 2 - 1, -1, -1):
         W, h = params[2 * k], hs[k]
-        grads[:0] = [h.T @ g, g.sum(0)]
+        grads[:0] = [g.T @ h, g.sum(0)]
         if k:
-            g = (g @ W.T) * h * (1.0 - h)
+            g = (g @ W) * h * (1.0 - h)
     return grads
 
 
@@ -129,17 +120,27 @@ def _many_points(size):
     raise ValueError(size)
 
 
-# 6. first-gradient latency: measured in a fresh process; the problem is the lecture one -----
+# 6. recording a long scalar program: the scalar loop at n = 1e4, 8e4 operations (quick: 1e3)
+
+def _record(size):
+    x = _rng().uniform(-1.0, 1.0, int(size))
+    return Problem("record", str(size), float(loop_ops(int(size))), {"x": x}, rosenbrock_grad(x))
+
+
+# 7. first-gradient latency: measured in a fresh process; the problem is the lecture one -----
 
 WORKLOADS = {w.name: w for w in [
     Workload("lecture", "MML 5.109 at a scalar point: per-call overhead", ("scalar",), ("scalar",), _lecture),
     Workload("rosenbrock", "vectorised Rosenbrock", (100, 10_000, 1_000_000), (100, 10_000), _rosenbrock("rosenbrock")),
     Workload("rosenbrock-loop", "Rosenbrock as a Python loop over scalars", (10, 100, 1000), (10, 100),
              _rosenbrock("rosenbrock-loop")),
-    Workload("mlp", "MLP, sigmoid, softmax cross-entropy: all weights and biases",
+    Workload("mlp", "MLP as users write it: weights (out, in), h @ W.T + b, sigmoid and "
+             "softmax cross-entropy written out; gradient of all weights and biases",
              ("784-256-128-10x64", "64-32-10x16"), ("784-256-128-10x64", "64-32-10x16"), _mlp),
     Workload("many-points", "one gradient per point", ("lecture-1e5", "rosenbrock10-1e4"),
              ("lecture-1e5", "rosenbrock10-1e4"), _many_points, series=False),
+    Workload("record", "recording a long scalar program (the Rosenbrock loop) for later gradients; "
+             "baseline: evaluating it once on Python floats", (10_000,), (1000,), _record, series=False),
     Workload("first-gradient", "fresh process, warm caches: import and one gradient", ("lecture",), ("lecture",),
              lambda size: _lecture(size, "first-gradient")),
 ]}
