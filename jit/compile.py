@@ -15,10 +15,17 @@ Invariants
 * When no cache folder is writable (read-only install, odd ``NUMBA_CACHE_DIR``), kernels
   are compiled in memory instead.  Import never fails because of caching;
   ``CACHE_STATUS`` says which of the two happened.
+* A cache file is used only if it is intact: each index (``.nbi``) and data (``.nbc``) file
+  carries a sha256 of its contents, checked before anything in it is unpickled, so a
+  truncated or bit-flipped file cannot feed numba damaged machine code.  A damaged,
+  unreadable or unwritable cache file of any kind is a cache miss: the kernel is compiled,
+  and the fresh result replaces the damaged file when the folder is writable.
 """
 import functools
 import hashlib
+import io
 import os
+import pickle
 
 import numba
 from numba.core import caching
@@ -61,8 +68,73 @@ class _PackageCacheImpl(caching.CompileResultCacheImpl):
                                               caching.UserWideCacheLocator)]
 
 
+_DIGEST = hashlib.sha256().digest_size
+
+
+def _sealed(payload):
+    return hashlib.sha256(payload).digest() + payload
+
+
+def _opened(blob):
+    """The payload of a sealed blob; ValueError if the blob is damaged."""
+    payload = blob[_DIGEST:]
+    if len(blob) < _DIGEST or hashlib.sha256(payload).digest() != blob[:_DIGEST]:
+        raise ValueError("damaged numba cache file")
+    return payload
+
+
+class _CheckedCacheFile(caching.IndexDataCacheFile):
+    """numba's index and data files, each sealed whole with a sha256 of its contents, which
+    is checked before anything in the file is unpickled.  A damaged index reads as an
+    empty one, so the next save writes a fresh index instead of failing on the old one.
+    """
+
+    def _dump(self, obj):
+        return _sealed(super()._dump(obj))
+
+    def _save_index(self, overloads):
+        payload = pickle.dumps(self._version, protocol=-1)
+        payload += super()._dump((self._source_stamp, overloads))
+        with self._open_for_write(self._index_path) as f:
+            f.write(_sealed(payload))
+
+    def _load_index(self):
+        try:
+            with open(self._index_path, "rb") as f:
+                payload = io.BytesIO(_opened(f.read()))
+            if pickle.load(payload) != self._version:
+                return {}
+            stamp, overloads = pickle.loads(payload.read())
+        except Exception:  # missing, truncated, bit-flipped or foreign: nothing cached
+            return {}
+        return overloads if stamp == self._source_stamp and isinstance(overloads, dict) else {}
+
+    def _load_data(self, name):
+        with open(self._data_path(name), "rb") as f:
+            return pickle.loads(_opened(f.read()))
+
+
 class _PackageFunctionCache(caching.FunctionCache):
+    """numba's function cache on sealed files, where any failure to load or save an
+    overload is a cache miss (the kernel is compiled in memory), never an error."""
     _impl_class = _PackageCacheImpl
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = _CheckedCacheFile(self._cache_path, self._impl.filename_base,
+                                             self._impl.locator.get_source_stamp())
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception:
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except Exception:
+            pass
 
 
 def kernel(fn=None, allocates=False):

@@ -1,8 +1,9 @@
 """The op table: every opcode of the tape is one row here, and only here.
 
-A row is ``Op(name, kind, arity, forward, backward, doc)``.  The opcode number is the row's
-position; the module constants (``ADD``, ``EXP``, ...), ``NAMES``, the front end's emitters
-and the generated tests are all derived from ``OPS``, so an op cannot exist without a row.
+A row is ``Op(name, kind, arity, forward, backward, doc, overwrites, check)``.  The opcode
+number is the row's position; the module constants (``ADD``, ``EXP``, ...), ``NAMES``, the
+front end's emitters and the generated tests are all derived from ``OPS``, so an op cannot
+exist without a row.
 
 ``kind`` says how the interpreter applies the row's rules:
 
@@ -14,6 +15,10 @@ and the generated tests are all derived from ``OPS``, so an op cannot exist with
 ``overwrites`` marks a backward kernel that can assign an operand's whole adjoint instead
 of adding to it (see ``interpreter.SET``), which saves zeroing it first.
 
+``check`` is the function (from ``checks``) that decides, for a tape read from a file,
+whether the entry's integer attributes keep the kernels inside the arena; elementwise rows
+get theirs from their kind, an ``array`` row must name one.
+
 ``p`` and ``q`` are the entry's float attributes (the constants of AFFINE and POWC, the
 scale of SUM).  Elementwise rules act on one float; the loops around them live next to the
 interpreter.  Backward rules return the vector-Jacobian product, the lecture's
@@ -23,16 +28,20 @@ import math
 from collections import namedtuple
 
 from . import array_kernels as K
+from . import checks as C
 from .compile import rule
 from .vmath import vexp, vsigmoid
 
-_Op = namedtuple("Op", "name kind arity forward backward doc overwrites")
+_Op = namedtuple("Op", "name kind arity forward backward doc overwrites check")
 
 
-def Op(name, kind, arity, forward, backward, doc, overwrites=None):
+def Op(name, kind, arity, forward, backward, doc, overwrites=None, check=None):
     """A row; elementwise backward loops can always overwrite (the program still decides
     when: only a whole, unbroadcast operand, by its first contributor)."""
-    return _Op(name, kind, arity, forward, backward, doc, kind != "array" if overwrites is None else overwrites)
+    if check is None and kind == "array":
+        raise TypeError(f"op {name}: an array op must name the check of its integer attributes")
+    check = check or {"map": C.elementwise, "zip": C.zip_block}[kind]
+    return _Op(name, kind, arity, forward, backward, doc, kind != "array" if overwrites is None else overwrites, check)
 
 
 def _powc(a, p, q):
@@ -81,12 +90,12 @@ OPS = (
     Op("POW",       "zip",   2, rule(lambda a, b: a ** b),                 rule(_pow_vjp),                                  "a ** b for a traced exponent"),
     Op("MAXIMUM",   "zip",   2, rule(lambda a, b: a if a >= b or math.isnan(a) else b),
                                                                            rule(_maximum_vjp),                              "elementwise maximum, NaN-propagating"),
-    Op("SUM",       "array", 1, K.sum_fwd,                                 K.sum_bwd,                                       "q * sum over the middle axis of (pre, m, post)"),
-    Op("MAX",       "array", 1, K.max_fwd,                                 K.max_bwd,                                       "max over the middle axis of (pre, m, post)"),
-    Op("LOGSUMEXP", "array", 1, K.logsumexp_fwd,                           K.logsumexp_bwd,                                 "log(sum(exp(a))) over one axis, shifted by the max"),
-    Op("SOFTMAX",   "array", 1, K.softmax_fwd,                             K.softmax_bwd,                                   "exp(a - logsumexp(a)) along one axis"),
-    Op("MATMUL",    "array", 2, K.matmul_fwd,                              K.matmul_bwd,                                    "batched row-major (m, k) @ (k, n) by BLAS", True),
-    Op("GATHER",    "array", 1, K.gather_fwd,                              K.gather_bwd,                                    "y.flat[j] = a.flat[idx[j]]: indexing, transpose, broadcast"),
+    Op("SUM",       "array", 1, K.sum_fwd,                                 K.sum_bwd,                                       "q * sum over the middle axis of (pre, m, post)", check=C.reduce),
+    Op("MAX",       "array", 1, K.max_fwd,                                 K.max_bwd,                                       "max over the middle axis of (pre, m, post)", check=C.reduce_nonempty),
+    Op("LOGSUMEXP", "array", 1, K.logsumexp_fwd,                           K.logsumexp_bwd,                                 "log(sum(exp(a))) over one axis, shifted by the max", check=C.reduce),
+    Op("SOFTMAX",   "array", 1, K.softmax_fwd,                             K.softmax_bwd,                                   "exp(a - logsumexp(a)) along one axis", check=C.along_axis),
+    Op("MATMUL",    "array", 2, K.matmul_fwd,                              K.matmul_bwd,                                    "batched row-major op(A) (m, k) @ op(B) (k, n) by BLAS; ints (m, k, n, batch, sa, sb, ta, tb), op transposes a stored operand when ta/tb", True, C.matmul),
+    Op("GATHER",    "array", 1, K.gather_fwd,                              K.gather_bwd,                                    "y.flat[j] = a.flat[idx[j]]: indexing, transpose, broadcast", check=C.gather),
 )
 
 NAMES = tuple(row.name for row in OPS)

@@ -2,26 +2,35 @@
 
 ``grad(f)`` records ``f`` into a tape on the first call and replays that tape on every
 later call whose arguments have the same structure, shapes and dtypes (and equal values for
-the non-float leaves, which are baked in).  A recording that turned a traced value into a
-Python value (a branch on it) is value dependent: it is used for the call that made it
-and never cached, so no call can get a gradient of the wrong branch.
+the non-float leaves, which are baked in), and whose guards hold: what ``f`` read from its
+globals, closures and defaults is unchanged (:mod:`tapegrad.capture`).  A replay gives what
+a fresh run of ``f`` would give, or there is no replay:
+
+* a recording that turned a traced value into a Python value (a branch on it) is value
+  dependent: it is used for the call that made it and never cached;
+* a recording that read something no guard can check (an object among the arguments or
+  the captured values), or that changed a random state or a value it reads (impure), is
+  never cached either, and a :class:`~tapegrad.capture.TapegradWarning` says so once.
 
 Argument leaves: floats and float arrays are traced (inputs of the tape); in the arguments
 named by ``argnums`` nothing else is allowed.  In the other arguments any other leaf (an
 int, a string, an integer array) is passed to ``f`` as it is and baked into the tape.
 """
 import functools
+import types
 from collections import OrderedDict
 
 import numpy as np
 
-from tapegrad import pytree
+from tapegrad import capture, pytree
+from tapegrad.keys import leaf_spec, static_key
 from tapegrad.recorder import CONST, INPUT, Recorder
-from tapegrad.tape import Tape, check_scalar_output, leaf_spec, static_key
-from tapegrad.tracer import Traced, is_number
+from tapegrad.tape import Tape, check_scalar_output
+from tapegrad.tracer import ConversionError, Traced, is_number
 
 _CACHE_SIZE = 64
 _ONE = np.ones(1)
+_CHECK_GUARDS = True  # private switch for measuring what guard checks cost (bench_guards)
 
 
 def _normalize_argnums(argnums, nargs):
@@ -34,10 +43,17 @@ def _normalize_argnums(argnums, nargs):
     for k in nums:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
             raise TypeError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
-        if not -nargs <= k < nargs:
+        if nargs is not None and not -nargs <= k < nargs:
             raise ValueError(f"argnums {k} is out of range for a call with {nargs} positional "
                              "argument(s)")
-    return tuple(int(k) % nargs for k in nums), is_int
+    if nargs is None:
+        if len(set(nums)) < len(nums):
+            raise ValueError(f"argnums {argnums!r} names the same argument twice")
+        return nums, is_int
+    normal = tuple(int(k) % nargs for k in nums)
+    if len(set(normal)) < len(normal):
+        raise ValueError(f"argnums {argnums!r} names the same argument twice")
+    return normal, is_int
 
 
 def _signature(args, argnums):
@@ -60,16 +76,22 @@ def _record(f, kwargs, argnums, is_int, leaves, treedef, specs, leaf_arg, scalar
                         for i, (spec, arg) in enumerate(zip(specs, leaf_arg)) if spec[0] == "f")
     node_of = {}
     for _, i in diff_first:
-        value = np.array(leaves[i], dtype=np.float64)
+        value = np.array(leaves[i], dtype=np.float64, order="C")
         node_of[i] = rec.node(value, INPUT)
         traced[i] = Traced(rec, node_of[i], value)
     inputs = [node_of[i] for i in sorted(node_of)]
-    out = f(*pytree.unflatten(treedef, traced), **kwargs)
+    try:
+        out = f(*pytree.unflatten(treedef, traced), **kwargs)
+    except ValueError as err:  # numpy turns the TypeError of a[i] = x into a ValueError
+        if isinstance(err.__cause__, ConversionError):
+            raise err.__cause__.with_traceback(err.__traceback__) from None
+        raise
     if isinstance(out, Traced):
         if out._rec is not rec:
             raise ValueError("the function returned a value traced by another recording")
         root = out._node
-    elif is_number(out) or (isinstance(out, np.ndarray) and out.dtype.kind in "biuf"):
+    elif is_number(out) or isinstance(out, (bool, np.bool_)) or \
+            (isinstance(out, np.ndarray) and out.dtype.kind in "biuf"):
         root = rec.node(np.asarray(out, dtype=np.float64), CONST)  # does not depend on the inputs
     else:
         raise TypeError(f"the function must return a float or a float array (traced or not), "
@@ -99,36 +121,44 @@ def record(f, *args, argnums=0, **kwargs):
 
 
 class _Transformed:
-    """f wrapped by grad / value_and_grad / jacobian, with its cache of recorded tapes."""
+    """f wrapped by grad / value_and_grad / jacobian, with its cache of recorded tapes.
 
-    def __init__(self, f, argnums, mode):
-        functools.update_wrapper(self, f)
-        self._f, self._argnums, self._mode = f, argnums, mode
+    The cache maps a key (argnums, argument structure, leaf specs, keyword keys) to
+    ``(tape, check)``; ``check`` is the tape's compiled guard function (None: no guards).
+    A call replays a cached tape only if its key matches and ``check()`` holds; otherwise
+    it records, and caches the new tape only if the recording can be trusted at a later
+    call (see the module docstring).
+    """
+
+    def __init__(self, f, argnums, mode, cache):
+        if not callable(f):
+            raise TypeError(f"tapegrad.{mode} needs a callable (the function to differentiate), "
+                            f"got {type(f).__name__} {f!r}")
+        _normalize_argnums(argnums, None)
+        try:
+            functools.update_wrapper(self, f)
+        except (AttributeError, TypeError):  # a callable object without a __name__
+            pass
+        self._f, self._argnums, self._mode, self._cache = f, argnums, mode, bool(cache)
         self._tapes = OrderedDict()
+        self._warned = set()
+        self._branchy = set()  # keys whose last recording was value dependent
         self._argnums_for = functools.lru_cache(maxsize=8)(
             functools.partial(_normalize_argnums, argnums))
 
     def __call__(self, *args, **kwargs):
         nums, is_int = self._argnums_for(len(args))
         leaves, treedef, specs, leaf_arg = _signature(args, nums)
+        kw = tuple((k, static_key(v)) for k, v in sorted(kwargs.items())) if kwargs else ()
+        key = (nums, treedef, specs, kw)
         try:
-            key = (nums, treedef, specs,
-                   tuple((k, static_key(v)) for k, v in sorted(kwargs.items())))
-            hash(key)
-        except TypeError:
-            key = None
-        if key is not None and all(s[1] is not None for s in specs if s[0] == "s") \
-                and all(k[1] is not None for k in key[3]):
-            tape = self._tapes.get(key)
+            entry = self._tapes.get(key)
+        except TypeError:  # an unhashable class or identity-keyed object: never cached
+            entry = key = None
+        if entry is not None and (entry[1] is None or not _CHECK_GUARDS or entry[1]()):
+            tape = entry[0]
         else:
-            key = tape = None
-        if tape is None:
-            tape = _record(self._f, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg,
-                           scalar_for=None if self._mode == "jacobian" else self._mode)
-            if key is not None and not tape.value_dependent:
-                self._tapes[key] = tape
-                if len(self._tapes) > _CACHE_SIZE:
-                    self._tapes.popitem(last=False)
+            tape = self._record(key, args, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg)
         bound = tape._load(leaves)
         if self._mode == "jacobian":
             tape._replay(bound)
@@ -137,26 +167,134 @@ class _Transformed:
         grads = tape._gradients(bound.adj)
         return (tape._output(bound.vals), grads) if self._mode == "value_and_grad" else grads
 
+    def _record(self, key, args, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg):
+        """Record at these arguments; cache the tape with its guards if a later call may
+        reuse it, else say once why it is recorded again on every call."""
+        scalar_for = None if self._mode == "jacobian" else self._mode
+        record = functools.partial(_record, self._f, kwargs, nums, is_int, leaves, treedef, specs,
+                                   leaf_arg, scalar_for)
+        if not self._cache:
+            return record()
+        reasons = self._unkeyable(args, kwargs, leaves, specs, leaf_arg)
+        if reasons or key is None or key in self._branchy:
+            # not cacheable whatever f reads (or last time it branched on a traced value,
+            # issue 9's guarded replay will change that): guards would be wasted work
+            tape = record()
+        else:
+            tape = self._record_guarded(key, record, kwargs, leaves, reasons)
+        if key is not None and tape.value_dependent:
+            if len(self._branchy) >= _CACHE_SIZE:
+                self._branchy.clear()
+            self._branchy.add(key)
+        elif key is not None:
+            self._branchy.discard(key)
+        for what, message in reasons:
+            self._warn_once(what, message)
+        if tape._grad_plan and not any(plan[3] for plan in tape._grad_plan):
+            self._warn_once("independent", f"Output seems independent of input: the output of "
+                            f"{self._name()} does not depend on the differentiated argument(s) "
+                            f"{', '.join(map(str, nums))}, so the gradient is zero")
+        return tape
+
+    def _record_guarded(self, key, record, kwargs, leaves, reasons):
+        """Build the guards (before f runs), record, and cache the tape with its guard
+        check unless the recording was impure, unguardable or value dependent; append the
+        reasons to ``reasons``."""
+        statics = list(leaves) + list(kwargs.values())
+        functions = [v for v in statics if isinstance(v, types.FunctionType)]
+        guards = capture.guards_for(self._f, functions, f"the function {self._name()}")
+        gens = list(guards.rngs) + [v for v in statics if isinstance(v, capture._RNG_TYPES)]
+        before = capture.random_state(gens)
+        tape = record()
+        if capture.random_state(gens) != before:
+            reasons.append(("random", f"{self._name()} changed a random state while it was recorded "
+                            "(it draws random numbers: numpy's global random state, Python's "
+                            "random module or a numpy Generator), so a replay would repeat the "
+                            "same draws; it is recorded again on every call. Draw the random "
+                            "values outside and pass them as an argument to get replay speed"))
+        elif not guards.holds():
+            what = ", ".join(guards.failing()[:3])
+            reasons.append(("mutates", f"{self._name()} changed a value it reads ({what}) while "
+                            "it was recorded, so every call may differ; it is recorded again "
+                            "on every call"))
+        for desc, value in guards.unguardable:
+            reasons.append((desc, f"{self._name()} reads {desc}"
+                            f"{'' if value is None else f', a {type(value).__name__}'}, which "
+                            "tapegrad cannot check for changes between calls, so it records the "
+                            "function again on every call. Pass the arrays it holds as an "
+                            "argument instead (dataclasses, namedtuples and dicts of arrays are "
+                            "pytrees), or use cache=False to record every call without this "
+                            "warning"))
+        if not reasons and not tape.value_dependent:
+            self._tapes[key] = (tape, guards.check)
+            self._tapes.move_to_end(key)
+            if len(self._tapes) > _CACHE_SIZE:
+                self._tapes.popitem(last=False)
+        else:
+            self._tapes.pop(key, None)
+        return tape
+
+    def _unkeyable(self, args, kwargs, leaves, specs, leaf_arg):
+        """(warning key, message) for each argument or keyword with no cache key."""
+        reasons = []
+        for leaf, spec, k in zip(leaves, specs, leaf_arg):
+            if spec[0] == "s" and spec[1] is None:
+                reasons.append((_warn_key(("arg", k), leaf), _unkeyable_message(
+                    f"argument {k} of {self._name()} is or contains a {type(leaf).__name__}", leaf)))
+        for name, value in kwargs.items():
+            if static_key(value) is None:
+                reasons.append((_warn_key(("kw", name), value), _unkeyable_message(
+                    f"keyword argument {name!r} of {self._name()} is or contains a "
+                    f"{type(value).__name__}", value)))
+        return reasons
+
+    def _warn_once(self, what, message):
+        if what not in self._warned:
+            self._warned.add(what)
+            capture.warn(message, stacklevel=5)
+
+    def _name(self):
+        return getattr(self._f, "__qualname__", None) or type(self._f).__name__
+
     def __repr__(self):
         return f"<tapegrad.{self._mode} of {getattr(self._f, '__qualname__', self._f)!r}>"
 
 
-def grad(f, argnums=0):
+def _warn_key(where, value):
+    # one warning about random numbers per function, whether seen in an argument or not
+    return "random" if isinstance(value, capture._RNG_TYPES) else (where, type(value))
+
+
+def _unkeyable_message(what, value):
+    if isinstance(value, capture._RNG_TYPES):
+        return (f"{what}: a random generator changes with every draw, so {what.split()[0]} is "
+                "recorded again on every call. Draw the random values outside and pass them as "
+                "an argument to get replay speed")
+    return (f"{what}, an object tapegrad cannot compare between calls (it may have changed "
+            "since the last one), so the function is recorded again on every call. Pass its "
+            "arrays as an argument instead: dataclasses, namedtuples and dicts of arrays are "
+            "pytrees whose float leaves are traced")
+
+
+def grad(f, argnums=0, cache=True):
     """The gradient of scalar-valued ``f`` with respect to the argument(s) ``argnums``.
+
+    With ``cache=False`` ``f`` is recorded again on every call (for functions with side
+    effects tapegrad cannot see, such as appending to a list).
 
     >>> import tapegrad as tg
     >>> tg.grad(lambda x, y: x * y + y, argnums=(0, 1))(3.0, 4.0)
     (4.0, 4.0)
     """
-    return _Transformed(f, argnums, "grad")
+    return _Transformed(f, argnums, "grad", cache)
 
 
-def value_and_grad(f, argnums=0):
+def value_and_grad(f, argnums=0, cache=True):
     """Like :func:`grad` but returns ``(f(*args), gradient)`` from the same sweep."""
-    return _Transformed(f, argnums, "value_and_grad")
+    return _Transformed(f, argnums, "value_and_grad", cache)
 
 
-def jacobian(f, argnums=0):
+def jacobian(f, argnums=0, cache=True):
     """The Jacobian of ``f``: shape ``output.shape + argument.shape``, one backward sweep per
     output element (reverse mode, so best for few outputs)."""
-    return _Transformed(f, argnums, "jacobian")
+    return _Transformed(f, argnums, "jacobian", cache)

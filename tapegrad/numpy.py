@@ -85,14 +85,16 @@ amax = max
 
 
 def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))) computed without overflow."""
+    """log(sum(exp(x))) over ``axis`` (an int, a tuple of ints or None for all axes),
+    computed without overflow; -inf over no elements."""
     if _traced(x):
         return _t.reduce("LOGSUMEXP", x, axis, keepdims)
     return _t.np_logsumexp(_np.asarray(x, dtype=float), axis, keepdims)
 
 
 def softmax(x, axis=-1):
-    """exp(x) / sum(exp(x)) along ``axis`` (default: the last), without overflow."""
+    """exp(x) / sum(exp(x)) over ``axis`` (default: the last; a tuple of ints, or None for
+    all axes), without overflow; an empty ``x`` gives an empty result."""
     if _traced(x):
         return _t.softmax(x, axis)
     x = _np.asarray(x, dtype=float)
@@ -112,6 +114,7 @@ def reshape(x, shape):
 
 
 def transpose(x, axes=None):
+    """numpy.transpose; on a traced value ``axes`` is checked as numpy checks it."""
     return _t.transpose(x, axes) if _traced(x) else _np.transpose(x, axes)
 
 

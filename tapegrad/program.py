@@ -9,9 +9,10 @@ Invariants
 ----------
 * Entries the output does not depend on are not in the program.
 * ``need`` bits: an operand's adjoint is touched only if it leads back to a differentiated
-  input; it is *set* rather than added to only by its first contributor in the backward
-  sweep, and only if that kernel writes it whole (``overwrites`` in the op table).  Every
-  other adjoint that will be accumulated into is in the ``zero`` list.
+  input; it is *set* rather than added to only under the four conditions proved safe in
+  :func:`assignable` (first contributor, whole storage, a kernel that writes it all, no
+  other operand of the entry writing that storage first).  Every other adjoint that will
+  be accumulated into is in the ``zero`` list.
 * An input is read by reference only if nothing but MATMUL reads its storage.
 """
 from collections import namedtuple
@@ -39,10 +40,74 @@ def by_reference(tape):
             if node in matmul and node not in other and tape.base[node] == node}
 
 
+def assignable(e, shape, mode_a, mode_b, b, has_b, root_base):
+    """(set_a, set_b): per program entry, whether it may *assign* operand a's (b's) adjoint
+    (``J.SET``) instead of adding to it, which spares zeroing that storage beforehand.
+
+    ``e`` holds the kept entries' columns and the node table, ``shape(node)`` a node's
+    shape, ``mode_a``/``mode_b`` which operand adjoints are touched at all, ``b`` the b
+    operands (0 where ``has_b`` is False), ``root_base`` the output's storage.
+
+    Operand j (a or b) of entry e, whose storage is S = base(j), is SET only if
+
+    1. *first contributor*: no entry after e on the tape touches S's adjoint through any
+       operand (so e is the first the backward sweep visits that does), and S is not the
+       output's storage (the seed is written there before the sweep);
+    2. *whole*: j starts where S starts and has S's size, so j covers every element of S;
+    3. *kernel writes it all*: told SET, the kernel's first write to each element of j
+       assigns, it writes every element of j, and it reads none of j's adjoint before
+       writing it.  Rows with ``overwrites`` promise this when j is not broadcast, so an
+       elementwise (zip) operand must be as large as the output;
+    4. *nothing else first*: within e, no other write to S precedes j's: the other operand
+       does not share S at all, or it is the very same view (same offset and shape) and j
+       is a (kernels write a's term of an element before b's; a window of S, or S seen
+       with another shape, may be written before j's assignment, by an earlier row of a
+       row-by-row kernel or an earlier product of a matmul, and would be overwritten).
+
+    Claim: then SET gives the adjoint that zeroing S before the sweep and adding gives.
+    Proof: with zeroing, adj[S] is still 0 when the sweep reaches e, since nothing visited
+    before e wrote to S (1).  For each element s of S (an element of j, by 2), e's first
+    write to s is j's term d (3, 4), giving 0 + d = d, exactly what SET writes; any later
+    write by e (the same view as b) and by entries visited after e adds alike in both
+    cases, in the same order.  So both give the same floats (0.0 + -0.0 aside).  QED.
+
+    The kernels that honour SET, against 3 and 4: ``map_bwd`` (one operand of the output's
+    size, each element written once); ``zip_bwd``/``zip_bwd_block`` (an operand as large
+    as the output has strides (d1, 1), so its rows tile it and each element is written
+    once, a's ``put`` before b's; broadcast operands are never SET); ``matmul_bwd`` (dA
+    before dB in each batch step t; a whole operand with batch stride s > 0 is tiled by
+    its blocks t*s, each assigned by its first product (beta = 0); with s = 0 the one
+    block is assigned at t = 0 and added to after; an operand BLAS reads transposed has
+    s = 0 and is assigned as one (k, m) block; the same view has the same blocks).
+    """
+    n_entries = len(e.op)
+    order = np.arange(n_entries)
+    base_a, base_b = e.base[e.a], e.base[b]
+    touched_a, touched_b = mode_a != 0, has_b & (mode_b != 0)
+    last_user = np.full(len(e.base), -1)
+    np.maximum.at(last_user, base_a[touched_a], order[touched_a])
+    np.maximum.at(last_user, base_b[touched_b], order[touched_b])
+    first_a = touched_a & (last_user[base_a] == order) & (base_a != root_base)
+    first_b = touched_b & (last_user[base_b] == order) & (base_b != root_base)
+    overwrites = np.array([row.overwrites for row in J.OPS], bool)[e.op]
+    zips = np.array([row.kind == "zip" for row in J.OPS], bool)[e.op]
+    whole_a = (e.offset[e.a] == e.offset[base_a]) & (e.size[e.a] == e.size[base_a]) \
+        & (~zips | (e.size[e.a] == e.size[e.out]))
+    whole_b = (e.offset[b] == e.offset[base_b]) & (e.size[b] == e.size[base_b]) \
+        & (~zips | (e.size[b] == e.size[e.out]))
+    shared = has_b & (base_a == base_b)
+    same_view = shared & (e.a == b)
+    for i in np.flatnonzero(shared & ~same_view & (e.offset[e.a] == e.offset[b])):
+        same_view[i] = shape(e.a[i]) == shape(b[i])
+    set_a = first_a & overwrites & whole_a & (~shared | same_view)
+    set_b = first_b & overwrites & whole_b & ~shared
+    return set_a, set_b
+
+
 def program(tape):
     """The interpreter's view of a tape: one row of offsets per entry (see PROG_COLUMNS),
     the float attributes, and the merged arena blocks whose adjoints must be zeroed."""
-    slots = tape._slots
+    slots, full = tape._slots, tape
     keep = tape.live[tape.out] != 0  # an entry the output does not depend on is never run
     tape = _Entries(*(getattr(tape, c)[keep] for c in _Entries._fields[:7]),
                     *(getattr(tape, c) for c in _Entries._fields[7:]))
@@ -52,24 +117,8 @@ def program(tape):
     needed = tape.need[tape.out] != 0
     mode_a = np.where(needed & (tape.need[tape.a] != 0), J.ADD, 0)
     mode_b = np.where(needed & has_b & (tape.need[b] != 0), J.ADD, 0)
-    # An operand's adjoint may be assigned instead of accumulated (and not zeroed) when its
-    # first contributor in the backward sweep - the last live user on the tape - writes it
-    # all.  Within one entry a is handled before b, so only a can be first of a pair.
     base_a, base_b = tape.base[tape.a], tape.base[b]
-    last_user = np.full(n_nodes, -1)
-    order = np.arange(n_entries)
-    np.maximum.at(last_user, base_a[mode_a != 0], order[mode_a != 0])
-    np.maximum.at(last_user, base_b[mode_b != 0], order[mode_b != 0])
-    overwrites = np.array([row.overwrites for row in J.OPS])[tape.op]
-    zips = np.array([row.kind == "zip" for row in J.OPS])[tape.op]
-    # only an operand that is all of its storage (not a window of it) and, for an
-    # elementwise entry, not broadcast (as large as the output) is written whole
-    whole_a = (tape.offset[tape.a] == tape.offset[base_a]) & (tape.size[tape.a] == tape.size[base_a]) \
-        & (~zips | (tape.size[tape.a] == tape.size[tape.out]))
-    whole_b = (tape.offset[b] == tape.offset[base_b]) & (tape.size[b] == tape.size[base_b]) \
-        & (~zips | (tape.size[b] == tape.size[tape.out]))
-    set_a = overwrites & whole_a & (mode_a != 0) & (last_user[base_a] == order)
-    set_b = overwrites & whole_b & (mode_b != 0) & (last_user[base_b] == order) & ~(set_a & (base_a == base_b))
+    set_a, set_b = assignable(tape, full.shape, mode_a, mode_b, b, has_b, full.base[full.output])
     mode_a[set_a], mode_b[set_b] = J.SET, J.SET
 
     prog = np.zeros((n_entries, len(J.PROG_COLUMNS)), np.int64)

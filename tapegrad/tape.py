@@ -16,7 +16,8 @@ Nodes (one row per value)::
 Invariants
 ----------
 * A Tape is immutable once built and holds no Python callables: it pickles, and saves to
-  ``.npz``, as its arrays plus a small description of the arguments.
+  ``.npz``, as its arrays plus a JSON description of the arguments (``tapefile``); both
+  ways back in validate every column before any kernel runs.
 * Replays never write to the tape: each thread gets its own value and adjoint buffers,
   so one tape can serve many threads.  Inputs are checked against the recorded shapes in
   Python before any kernel runs.
@@ -29,7 +30,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 import tapegrad.jit as J
-from tapegrad import pytree
+from tapegrad import pytree, tapefile
+from tapegrad.keys import leaf_spec, static_key  # noqa: F401 - static_key: for importers
 from tapegrad.program import by_reference, program
 from tapegrad.recorder import CONST
 
@@ -42,38 +44,6 @@ def _refcount(pool, i):
     return sys.getrefcount(pool[i])
 
 
-def leaf_spec(x, differentiable, argpos):
-    """How an argument leaf enters the tape: ('f', shape, dtype, kind) traced, or ('s', key) static.
-
-    A static leaf (int, string, integer array of a non-differentiated argument, ...) is
-    baked into the recording; its key is part of the replay cache key, None if unhashable.
-    """
-    if isinstance(x, float) and not isinstance(x, np.floating):
-        return ("f", (), "<f8", "float")
-    if isinstance(x, (np.ndarray, np.generic)) and x.dtype.kind == "f":
-        return ("f", x.shape, x.dtype.str, "array" if isinstance(x, np.ndarray) else "scalar")
-    if differentiable:
-        dtype = np.asarray(x).dtype if isinstance(x, (int, complex, np.ndarray, np.generic)) else type(x).__name__
-        raise TypeError(f"argument {argpos} has a leaf of dtype {dtype}: gradients are taken "
-                        "with respect to float arguments only (Python floats or float arrays; "
-                        "use x.astype(float) or pass the value as a non-differentiated argument)")
-    return ("s", static_key(x))
-
-
-def static_key(x):
-    """A hashable stand-in for a value baked into a tape, equal only for values that act
-    alike (so not 0.0 and -0.0, nor 1 and True), or None if there is none."""
-    if isinstance(x, np.ndarray):
-        return ("ndarray", x.shape, x.dtype.str, x.tobytes())
-    if isinstance(x, float):
-        return (type(x), x.hex())
-    try:
-        hash(x)
-        return (type(x), x)
-    except TypeError:
-        return None
-
-
 _Bound = namedtuple("_Bound", "vals adj ext keep")  # one call's buffers and bound arguments
 
 
@@ -81,6 +51,119 @@ def check_scalar_output(shape, what):
     if shape != ():
         raise TypeError(f"{what} needs a function with a scalar output, but the output has "
                         f"shape {shape}; use tapegrad.jacobian for non-scalar outputs")
+
+
+def _expected(spec):
+    """What a leaf of this spec must be, in words."""
+    if spec[0] != "f":
+        return "the value baked into the tape"
+    if spec[3] == "float":
+        return "a float"
+    return f"a float {'array' if spec[3] == 'array' else 'scalar'} of shape {spec[1]}"
+
+
+def _got(x):
+    if x is None:
+        return "None"
+    if isinstance(x, (np.ndarray, np.generic)):
+        return f"{'an array' if isinstance(x, np.ndarray) else 'a scalar'} of dtype {x.dtype} and shape {x.shape}"
+    return f"a {type(x).__name__}"
+
+
+def _leaf_paths(d, path):
+    """The path (``[0]['w']``, ``.bias``) of each leaf of treedef ``d``, in leaf order."""
+    if d == "*":
+        yield path
+    elif d[0] in ("tuple", "list"):
+        for i, c in enumerate(d[1]):
+            yield from _leaf_paths(c, f"{path}[{i}]")
+    elif d[0] == "dict":
+        for k, c in zip(d[1], d[2]):
+            yield from _leaf_paths(c, f"{path}[{k!r}]")
+    elif d[0] == "namedtuple":
+        for name, c in zip(d[1]._fields, d[2]):
+            yield from _leaf_paths(c, f"{path}.{name}")
+    elif d[0] == "dataclass":
+        for name, c in zip(d[2], d[3]):
+            yield from _leaf_paths(c, f"{path}.{name}")
+
+
+def _leaf_name(tape, i):
+    """``argument k`` followed by the path of leaf ``i`` inside argument k, if it has one."""
+    k = tape.leaf_arg[i]
+    first = tape.leaf_arg.index(k)
+    paths = list(_leaf_paths(pytree.children(tape.in_tree)[k], ""))
+    return f"argument {k}{paths[i - first] if i - first < len(paths) else ''}"
+
+
+def _n_leaves(d):
+    """The number of leaves of treedef ``d`` (the "*" in it, dict keys aside)."""
+    if d == "*":
+        return 1
+    if isinstance(d, tuple):
+        if d and d[0] in ("dict", "dataclass"):  # skip the keys / field names
+            d = d[-1]
+        return sum(_n_leaves(c) for c in d)
+    return 0
+
+
+def _first_difference(d, x, specs, path):
+    """(path, what was expected, what was given) at the first place where the value ``x``
+    does not have the treedef ``d``, or None; ``specs`` yields the specs of d's leaves."""
+    got = pytree.walk(x, [])
+    if d == "*":
+        spec = next(specs)
+        if got == "*":
+            return None
+        hint = " (pass np.asarray(...))" if spec[0] == "f" and isinstance(x, (list, tuple)) else ""
+        return path, _expected(spec), _got(x) + hint
+    if got == d:
+        for _ in range(_n_leaves(d)):
+            next(specs)
+        return None
+    kind = d[0]
+    if got == "*" or got[0] != kind or (kind in ("namedtuple", "dataclass") and got[1] is not d[1]):
+        what = d[1].__name__ if kind in ("namedtuple", "dataclass") else (
+            "None" if kind == "none" else f"a {kind}")
+        return path, what, _got(x)
+    if kind in ("tuple", "list") and len(d[1]) != len(x):
+        return path, f"a {kind} of {len(d[1])} items", f"a {kind} of {len(x)} items"
+    if kind == "dict" and d[1] != got[1]:
+        return path, f"a dict with keys {list(d[1])}", f"keys {sorted(x, key=repr)}"
+    if kind == "dict":
+        items = [(f"[{k!r}]", c, x[k]) for k, c in zip(d[1], d[2])]
+    elif kind == "namedtuple":
+        items = [(f".{name}", c, v) for name, c, v in zip(d[1]._fields, d[2], x)]
+    elif kind == "dataclass":
+        items = [(f".{name}", c, getattr(x, name)) for name, c in zip(d[2], d[3])]
+    else:
+        items = [(f"[{i}]", c, v) for i, (c, v) in enumerate(zip(d[1], x))]
+    for sub, c, v in items:
+        found = _first_difference(c, v, specs, path + sub)
+        if found:
+            return found
+    return path, f"structure {d}", f"structure {got}"
+
+
+def _structure_error(tape, args):
+    """The error for arguments whose structure differs from the recording's: the number
+    of arguments, or the first argument (and place inside it) that differs."""
+    expected = pytree.children(tape.in_tree)
+    if len(args) != len(expected):
+        return TypeError(f"the tape was recorded with {len(expected)} positional argument"
+                         f"{'s' if len(expected) != 1 else ''}, got {len(args)}")
+    specs = iter(tape.specs)
+    try:
+        for k, (d, x) in enumerate(zip(expected, args)):
+            found = _first_difference(d, x, specs, "")
+            if found:
+                path, want, got = found
+                return ValueError(f"argument {k}{path}: the argument structure differs from "
+                                  f"the recording: expected {want}, got {got}")
+    except Exception:  # a container kind the walk above does not know: the plain message
+        pass
+    return ValueError(f"arguments have structure {pytree.flatten(tuple(args))[1]}, the tape "
+                      f"was recorded with {tape.in_tree}")
 
 
 def _shape_str(shape):
@@ -147,6 +230,15 @@ class Tape:
     def n_nodes(self):
         return len(self.offset)
 
+    @property
+    def nbytes(self):
+        """Bytes of every numpy array the Tape holds: its columns and arenas (the dataclass
+        fields) and the program derived from them (``_prog``, ``_attrs``, ``_zero``).  Not
+        counted: the per-thread value and adjoint buffers a replay allocates, and small
+        Python objects (argument layout, load plans)."""
+        arrays = [getattr(self, f.name) for f in fields(self)] + [self._prog, self._attrs, self._zero]
+        return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+
     def shape(self, node):
         start = self.shape_start[node]
         return tuple(int(d) for d in self.shapes[start:start + self.ndim[node]])
@@ -158,6 +250,9 @@ class Tape:
     def entry_str(self, i):
         name, kind = J.NAMES[self.op[i]], J.OPS[self.op[i]].kind
         args = str(self.a[i]) if self.b[i] < 0 else f"{self.a[i]}, {self.b[i]}"
+        if name == "MATMUL":  # an operand BLAS reads transposed shows as its source .T
+            ta, tb = self.ints[self.iarg[i] + 6:self.iarg[i] + 8]
+            args = f"{self.a[i]}{'.T' if ta else ''}, {self.b[i]}{'.T' if tb else ''}"
         attrs = ""
         if name == "AFFINE":
             attrs = f"; p={self.p[i]:g}, q={self.q[i]:g}"
@@ -181,6 +276,25 @@ class Tape:
     def __repr__(self):
         return (f"<Tape: {len(self)} entries, {self.n_nodes} nodes, "
                 f"output shape {self.shape(self.output)}>")
+
+    # pictures (tapegrad.viz) -----------------------------------------------------------------
+    def to_dot(self, values=False):
+        """Graphviz DOT text of the tape; ``values=True`` labels nodes with recorded values."""
+        from tapegrad import viz
+        return viz.to_dot(self, values)
+
+    def render(self, path, format=None, values=False):
+        """Draw the tape to ``path`` (SVG, PNG, ...: by suffix) with Graphviz."""
+        from tapegrad import viz
+        return viz.render(self, path, format, values)
+
+    def _repr_html_(self):
+        from tapegrad import viz
+        return viz.html_table(self)
+
+    def _repr_svg_(self):
+        from tapegrad import viz
+        return viz.svg_or_none(self)
 
     # replaying ------------------------------------------------------------------------------
     def _workspace(self):
@@ -208,7 +322,13 @@ class Tape:
         return local.vals, adj
 
     def _bind(self, args):
-        """Check ``args`` against the recording and write them into this thread's buffers."""
+        """Check ``args`` against the recording and write them into this thread's buffers.
+
+        Every mismatch is found here, before any kernel runs, and named: the number of
+        arguments (TypeError), the argument and the place inside it whose structure differs
+        (ValueError, with what was expected: "argument 0['w']: ... expected a float array
+        of shape (2,), got a list"), a leaf of the wrong dtype (TypeError) or shape
+        (ValueError).  A call with the right arguments pays for none of the messages."""
         if self.value_dependent:
             raise ValueError("this tape branched on a traced value (float(), bool(), a comparison) "
                              "when it was recorded; replaying it elsewhere could follow the wrong "
@@ -216,18 +336,21 @@ class Tape:
                              "which does so for you")
         leaves, treedef = pytree.flatten(tuple(args))
         if treedef != self.in_tree:
-            raise ValueError(f"arguments have structure {treedef}, the tape was recorded with "
-                             f"{self.in_tree}")
+            raise _structure_error(self, args)
         for i, (leaf, spec) in enumerate(zip(leaves, self.specs)):
-            got = np.shape(leaf)
-            if spec[0] == "f" and got != spec[1]:
-                raise ValueError(f"argument {self.leaf_arg[i]}: the tape was recorded for shape "
-                                 f"{spec[1]}, got shape {got}")
             if spec[0] == "f" and np.asarray(leaf).dtype.kind not in "fiu":
-                raise TypeError(f"argument {self.leaf_arg[i]}: expected a float array, got dtype "
-                                f"{np.asarray(leaf).dtype}")
+                raise TypeError(f"{_leaf_name(self, i)}: expected {_expected(spec)}, got "
+                                f"{_got(leaf)}")
+            if spec[0] == "f" and np.shape(leaf) != spec[1]:
+                raise ValueError(f"{_leaf_name(self, i)}: the tape was recorded for shape "
+                                 f"{spec[1]}, got shape {np.shape(leaf)}")
+            if spec[0] == "s" and spec[1] is None:  # an object: it may have changed unseen
+                raise ValueError(f"{_leaf_name(self, i)}: the tape baked in a "
+                                 f"{type(leaf).__name__} that cannot be compared with its value "
+                                 "at recording time, so replaying could be stale; record again "
+                                 "(tapegrad.grad does so on every call for such arguments)")
             if spec[0] == "s" and leaf_spec(leaf, False, self.leaf_arg[i]) != spec:
-                raise ValueError(f"argument {self.leaf_arg[i]}: this non-float value was baked into "
+                raise ValueError(f"{_leaf_name(self, i)}: this non-float value was baked into "
                                  "the tape when it was recorded and has changed; record again")
         return self._load(leaves)
 
@@ -360,28 +483,21 @@ class Tape:
                                else rows.reshape(out_shape + plan[4]).astype(plan[5])
                                for rows, plan in zip(jac, self._grad_plan)])
 
-    # persistence ---------------------------------------------------------------------------
-    _META = ("output", "in_tree", "specs", "leaf_arg", "argnums", "argnums_is_int", "value_dependent")
-
+    # persistence: the file format and its checks live in tapegrad.tapefile ------------------
     def __getstate__(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The tape's file contents (plain arrays); unpickling validates them like a load."""
+        return tapefile.encode(self)
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.__post_init__()
+        self.__dict__.update(type(self).from_recording(**tapefile.decode(state)).__dict__)
 
     def save(self, path):
-        """Save as ``.npz``: one array per column and arena, the argument layout pickled."""
-        import pickle
-        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._META}
-        meta = pickle.dumps({k: getattr(self, k) for k in self._META})
-        with open(path, "wb") as f:  # a file object: numpy would append .npz to a name
-            np.savez(f, **arrays, meta=np.frombuffer(meta, dtype=np.uint8))
+        """Save as an ``.npz`` archive of plain arrays (format and version in
+        ``tapegrad.tapefile``); ValueError if a baked-in value cannot be stored."""
+        tapefile.save(self, path)
 
     @classmethod
     def load(cls, path):
-        import pickle
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files if k != "meta"}
-            meta = pickle.loads(data["meta"].tobytes())
-        return cls(**arrays, **meta)
+        """Load a tape saved by :meth:`save`, checking all of it before any kernel runs:
+        ValueError ``"not a valid tapegrad tape: ..."`` for a file that is not one."""
+        return cls.from_recording(**tapefile.read(path))

@@ -9,11 +9,20 @@ number is folded into the entry (AFFINE, POWC) instead of becoming a constant no
 Invariants
 ----------
 * Every check happens here, at record time, before any kernel runs.
-* A Traced value is never silently turned into a plain number or array: ``float()``,
-  ``bool()``, ``int()`` and comparisons work but mark the recording *value dependent*
-  (such a tape is never reused for other inputs); ``numpy.asarray`` raises.
+* A Traced value is never silently turned into a plain number or array, which would drop
+  its derivative: every conversion (``float()``, ``int()``, ``operator.index``,
+  ``complex()``, ``round``/``math.floor``/..., ``.item()``, ``.tolist()``, number formats,
+  and so every ``math`` function, ``np.float64(x)`` and ``a[i] = x``) raises a TypeError
+  naming the expression and what to use instead; ``numpy.asarray`` raises too.
+* ``bool()`` and comparisons work, for Python control flow, but mark the recording *value
+  dependent* (such a tape is never reused for other inputs).  ``repr``/``str``/``print``
+  show the recorded value and change nothing.
 """
+import dis
+import linecache
 import numbers
+import os
+import sys
 
 import numpy as np
 
@@ -119,18 +128,55 @@ class Traced:
         return fn(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
-        raise TypeError("a traced value cannot be converted to a numpy array (numpy.asarray, "
-                        "numpy.array or a numpy function tapegrad does not know): the gradient "
-                        "would be lost; use tapegrad.numpy functions instead")
+        raise ConversionError(
+            f"a traced value cannot be converted to a numpy array{_culprit()} (numpy.asarray(x), "
+            "numpy.array(x), np.float64(x), storing it into an array with a[...] = x or "
+            "a[1:] = x, or a numpy function tapegrad does not know): the gradient would be "
+            "lost. Use tapegrad.numpy functions, and build arrays with arithmetic instead of "
+            "storing into them (a + x * mask, not a[i] = x)")
 
-    # leaving the tape: allowed, but the recording becomes value dependent -------------
+    # conversions to Python numbers: refused, they would silently drop the derivative ----
+    def __float__(self):
+        raise _conversion_error("float", "converted to a Python float")
+
+    def __int__(self):
+        raise _conversion_error("int", "converted to a Python int")
+
+    def __index__(self):
+        raise _conversion_error("index", "used as a Python integer (an index or a size)")
+
+    def __complex__(self):
+        raise _conversion_error("float", "converted to a Python complex")
+
+    def __round__(self, ndigits=None):
+        raise _conversion_error("round", "rounded to a Python number", "round(x)")
+
+    def __trunc__(self):
+        raise _conversion_error("round", "truncated to a Python int", "math.trunc(x)")
+
+    def __floor__(self):
+        raise _conversion_error("round", "rounded down to a Python int", "math.floor(x)")
+
+    def __ceil__(self):
+        raise _conversion_error("round", "rounded up to a Python int", "math.ceil(x)")
+
+    def item(self, *args):
+        raise _conversion_error("float", "converted to a Python number", "x.item()")
+
+    def tolist(self):
+        raise _conversion_error("float", "converted to Python numbers", "x.tolist()")
+
+    def __format__(self, spec):
+        if not spec:
+            return str(self)
+        raise _conversion_error("format", f"formatted as a number (format spec {spec!r})")
+
+    # comparisons and bool(): allowed for Python control flow; the recording becomes value
+    # dependent (such a tape is never reused for other inputs) ---------------------------
     def _concrete(self):
         self._rec.value_dependent = True
         return self._value
 
-    __float__ = lambda self: float(self._concrete())
-    __int__ = lambda self: int(self._concrete())
-    __index__ = lambda self: int(self._concrete())
     __bool__ = lambda self: bool(self._concrete())
     __lt__ = lambda self, o: self._concrete() < _plain(o)
     __le__ = lambda self, o: self._concrete() <= _plain(o)
@@ -143,6 +189,66 @@ class Traced:
 
 def _plain(x):
     return x._concrete() if isinstance(x, Traced) else x
+
+
+_REMEDY = {
+    "float": "Use tapegrad.numpy or numpy functions on it (tnp.exp(x) or np.exp(x), not "
+             "math.exp(x) or np.float64(x)); build arrays with arithmetic instead of storing "
+             "into them (a + x * np.eye(n)[i], not a[i] = x); compare it (x > 0) to branch on "
+             "its value; print(x) shows the value being recorded.",
+    "index": "Indices and sizes must be known when recording: use x.shape, x.ndim or len(x) "
+             "for sizes and Python ints or integer arrays for indices; compare it (x > 0) to "
+             "branch on its value.",
+    "round": "Rounding has a zero derivative almost everywhere and is not supported; compare "
+             "it (x > 0, x >= 1) to branch on its value.",
+    "format": "Use print(x), str(x) or f'{x}', which show the value being recorded, or format "
+              "the result after the call (the value returned by tapegrad.value_and_grad).",
+}
+# every float argument is traced, differentiated or not; keyword arguments never are
+_KEYWORD = (" A number that must stay a plain Python value (a count, a size) can be passed "
+            "as a keyword argument, which is never traced.")
+_REMEDY["int"] = _REMEDY["float"] + " For sizes use x.shape, x.ndim or len(x)." + _KEYWORD
+_REMEDY["float"] += _KEYWORD
+_REMEDY["index"] += _KEYWORD
+
+
+class ConversionError(TypeError):
+    """A traced value was turned into a plain Python value (float, int, index, ...).
+
+    Raised instead of converting: the result would be a constant to the tape, so every
+    derivative through it would be silently dropped.  numpy reports a failed ``a[i] = x``
+    as a ValueError caused by this error; the recorder re-raises this one instead."""
+
+
+def _conversion_error(kind, what, via=None):
+    culprit = _culprit() or (f" by `{via}`" if via else "")
+    return ConversionError(f"a traced value was {what}{culprit}: the result would be a "
+                           "constant, so the derivative through it would be silently lost. "
+                           + _REMEDY[kind])
+
+
+_OWN_CODE = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+             os.path.dirname(os.path.abspath(np.__file__)) + os.sep)
+
+
+def _culprit():
+    """`` by `expr` (file.py, line n)`` for the expression of the caller's code that is
+    running (``math.exp(x)``, ``a[0] = ...``), skipping tapegrad's and numpy's own frames,
+    or "" when the source or its positions (Python >= 3.11) are not available."""
+    try:
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith(_OWN_CODE):
+            frame = frame.f_back
+        code = frame.f_code
+        line, end, col, end_col = list(code.co_positions())[frame.f_lasti // 2]
+        text = linecache.getline(code.co_filename, line).encode()[col:end_col].decode().strip()
+        if line != end or not text:
+            return ""
+        if code.co_code[frame.f_lasti] == dis.opmap["STORE_SUBSCR"]:
+            text += " = ..."
+        return f" by `{text}` ({os.path.basename(code.co_filename)}, line {line})"
+    except Exception:  # only an error message is at stake
+        return ""
 
 
 def _recorder(*xs):
@@ -173,7 +279,8 @@ def lift(rec, op, x):
 
 
 def _emit(rec, name, a, value, b=-1, ints=None, p=0.0, q=0.0):
-    value = np.asarray(value, dtype=np.float64)
+    # C order whatever numpy chose, so that _window decides alike for every input layout
+    value = np.asarray(value, dtype=np.float64, order="C")
     return Traced(rec, rec.entry(C[name], a, value, b, ints, p, q), value)
 
 
@@ -229,7 +336,8 @@ _EAGER_REDUCE = {"SUM": np.sum, "MAX": np.max,
 
 
 def np_logsumexp(v, axis, keepdims):
-    top = np.max(v, axis=axis, keepdims=True)
+    """log(sum(exp(v))) over ``axis`` with numpy, shifted by the max; -inf over no elements."""
+    top = np.max(v, axis=axis, keepdims=True, initial=-np.inf)
     top = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
         out = np.log(np.sum(np.exp(v - top), axis=axis, keepdims=True)) + top
@@ -258,14 +366,20 @@ def reduce(name, x, axis=None, keepdims=False, mean=False):
 
 
 def softmax(x, axis=-1):
-    """exp(x - logsumexp(x, axis)) along one axis, as one entry."""
-    if axis is None:
-        return reshape(softmax(reshape(x, -1), 0), x.shape)
-    (ax,) = S.normalize_axes("softmax", axis, x.ndim)
-    lse = np_logsumexp(x._value, ax, True)
+    """exp(x - logsumexp(x, axis, keepdims=True)) over ``axis`` (an int, a tuple of ints,
+    or None for all axes); an empty ``x`` gives an empty result.
+
+    Axes that form one run of consecutive axes are one SOFTMAX entry (the kernel sees a C
+    ordered (pre, m, post) block whatever the run's length); any other choice of axes is
+    recorded as that formula, a LOGSUMEXP per run, a SUB and an EXP."""
+    axes = S.normalize_axes("softmax", axis, x.ndim)
+    runs = S.axis_runs(axes)
+    if len(runs) != 1:
+        return unary("EXP", np.exp, x - reduce("LOGSUMEXP", x, axes, keepdims=True))
+    lse = np_logsumexp(x._value, runs[0], True)
     with np.errstate(all="ignore"):
         value = np.exp(x._value - lse)
-    return _emit(x._rec, "SOFTMAX", x._node, value, ints=S.reduce_block(x.shape, (ax,)))
+    return _emit(x._rec, "SOFTMAX", x._node, value, ints=S.reduce_block(x.shape, runs[0]))
 
 
 # linear algebra ---------------------------------------------------------------------------
@@ -279,7 +393,27 @@ def matmul(x, y):
     xn, xv, sa = _batch_operand(rec, xn, xv, batch, (m, k))
     yn, yv, sb = _batch_operand(rec, yn, yv, batch, (k, n))
     value = np.matmul(xv, yv)
-    return _emit(rec, "MATMUL", xn, value.reshape(result), yn, ints=(m, k, n, nbatch, sa, sb))
+    (xn, ta), (yn, tb) = _stored_transposed(rec, xn, sa), _stored_transposed(rec, yn, sb)
+    return _emit(rec, "MATMUL", xn, value.reshape(result), yn, ints=(m, k, n, nbatch, sa, sb, ta, tb))
+
+
+def _stored_transposed(rec, node, stride):
+    """(source, 1) when ``node`` is a 2-d transpose (``W.T``) of the node ``source``, else
+    (node, 0).  The matmul then reads ``source`` and BLAS transposes it by a flag: the
+    GATHER that copied it is left without live users and is never replayed (``X @ W.T``
+    costs what ``X @ W`` does).  Only a single matrix (batch stride 0) qualifies."""
+    made = rec.producer(node) if stride == 0 else None
+    if made is None or made[0] != C["GATHER"]:
+        return node, 0
+    _, src, iarg = made
+    shape, src_shape = rec.shape(node), rec.shape(src)
+    if len(shape) != 2 or src_shape != shape[::-1]:
+        return node, 0
+    size = shape[0] * shape[1]
+    if not np.array_equal(rec.int_attrs(iarg, size),
+                          np.arange(size, dtype=np.int64).reshape(src_shape).T.ravel()):
+        return node, 0
+    return src, 1
 
 
 def _batch_operand(rec, node, value, batch, core):
@@ -321,9 +455,19 @@ def gather(x, select):
 
 
 def transpose(x, axes=None):
-    if x.ndim < 2:
+    """``x`` with its axes permuted as numpy's ``transpose(x, axes)``: a GATHER entry, or
+    ``x`` itself when the permutation is the identity (always for 0-d and 1-d ``x``).
+
+    ``axes`` is checked for every ndim as numpy does (wrong length, repeated or out of
+    range), with numpy's exception types, before anything is recorded."""
+    try:  # numpy checks axes on a zero-size stand-in whose distinct dims reveal the permutation
+        perm = np.empty(tuple(range(x.ndim))).transpose(axes).shape
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"transpose: axes {axes!r} do not fit a traced value of shape "
+                        f"{x.shape}: {err}") from None
+    if perm == tuple(range(x.ndim)):
         return x
-    return gather(x, lambda pos: pos.transpose(axes))
+    return gather(x, lambda pos: pos.transpose(perm))
 
 
 def broadcast_to(x, shape):

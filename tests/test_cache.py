@@ -89,3 +89,81 @@ def test_tapegrad_imports_and_differentiates_with_an_unusable_cache_dir(tmp_path
             "print(tg.grad(lambda x: tnp.sum(tnp.exp(x) * x))(__import__('numpy').ones(3))[0])")
     line = _run(tmp_path, code, NUMBA_CACHE_DIR=str(tmp_path / "file" / "cache"))
     assert abs(float(line) - 2 * 2.718281828459045) < 1e-12
+
+
+# --- damaged cache files -----------------------------------------------------------------------
+
+N_KERNELS = 11
+MAIN_MANY = "from compile import kernel\nfrom rules import value\n" + "".join(
+    f"\n\n@kernel\ndef run{i}(x):\n    return x + value() + {i}\n" for i in range(N_KERNELS))
+PROBE_MANY = ("import main\nfor i in range({n}):\n    run = getattr(main, f'run{{i}}')\n"
+              "    print(i, run(0.0), sum(run.stats.cache_hits.values()))\n").format(n=N_KERNELS)
+
+
+def _flip_byte(data, at):
+    return data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1:]
+
+
+# kernel i's cache files get damage i; kernel 10 is left alone (the control)
+DAMAGE = [("nbi", lambda d: b""), ("nbi", lambda d: d[:len(d) // 2]),
+          ("nbi", lambda d: os.urandom(len(d))), ("nbi", lambda d: _flip_byte(d, len(d) // 2)),
+          ("nbc", lambda d: b""), ("nbc", lambda d: d[:len(d) // 2]),
+          ("nbc", lambda d: os.urandom(len(d))), ("nbc", lambda d: _flip_byte(d, len(d) // 2)),
+          ("nbc", lambda d: _flip_byte(d, len(d) - 1)), ("nbi", None)]
+
+
+def _probe(folder, cache):
+    out = subprocess.run([sys.executable, "-c", PROBE_MANY], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, PYTHONPATH=str(folder),
+                                               PYTHONDONTWRITEBYTECODE="1", NUMBA_CACHE_DIR=str(cache)))
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert [float(r[1]) for r in rows] == [1.0 + i for i in range(N_KERNELS)]
+    return [int(r[2]) for r in rows]
+
+
+def test_damaged_cache_files_are_compiled_again_and_replaced(tmp_path):
+    """Every kind of damage to an index or data file is a cache miss, never an error (nor
+    damaged machine code: the files carry a checksum); the fresh compile replaces the file.
+    Kernel 9's index is a folder, so it can be neither read nor replaced: compiled in memory."""
+    folder, cache = _package(tmp_path, MAIN_MANY), tmp_path / "cache"
+    assert _probe(folder, cache) == [0] * N_KERNELS  # fills the cache
+    assert _probe(folder, cache) == [1] * N_KERNELS
+    for i, (suffix, damage) in enumerate(DAMAGE):
+        (path,) = cache.rglob(f"main.run{i}-*.{'nbi' if suffix == 'nbi' else '*.nbc'}")
+        if damage is None:
+            path.unlink()
+            path.mkdir()
+        else:
+            path.write_bytes(damage(path.read_bytes()))
+    assert _probe(folder, cache) == [0] * len(DAMAGE) + [1]
+    assert _probe(folder, cache) == [1] * (len(DAMAGE) - 1) + [0, 1]
+
+
+def test_tapegrad_differentiates_with_a_damaged_cache_file(tmp_path):
+    """The interpreter's own cache: a bit flipped in the data file of ``activity`` (the
+    cheapest kernel to compile again) in a copy of this process's cache."""
+    import numpy as np
+    import tapegrad as tg
+    import tapegrad.jit as J
+    import tapegrad.numpy as tnp
+    from numba.core import caching
+
+    tg.grad(lambda x: tnp.sum(tnp.exp(x) * x))(np.ones(3))  # this process's cache is fresh
+    source = J.activity._cache._cache_path
+    cache = tmp_path / "cache"
+    target = cache / caching._CacheLocator.get_suitable_cache_subpath(J.interpreter.__file__)
+    target.mkdir(parents=True)
+    for name in os.listdir(source) if J.CACHE_STATUS["activity"] == "disk" else []:
+        if name.startswith("interpreter.") and name.endswith((".nbi", ".nbc")):
+            shutil.copy(os.path.join(source, name), target / name)
+    code = ("import numpy as np, tapegrad as tg, tapegrad.numpy as tnp, tapegrad.jit as J; "
+            "g = tg.grad(lambda x: tnp.sum(tnp.exp(x) * x))(np.ones(3)); "
+            "print(g[0], J.CACHE_STATUS['activity'], sum(J.activity.stats.cache_hits.values()))")
+    before = _run(tmp_path, code, NUMBA_CACHE_DIR=str(cache)).split()
+    assert before[1:] == ["disk", "1"] or not any(target.iterdir())
+    for path in target.glob("interpreter.activity-*.nbc"):
+        path.write_bytes(_flip_byte(path.read_bytes(), len(path.read_bytes()) // 2))
+    g, status, hits = _run(tmp_path, code, NUMBA_CACHE_DIR=str(cache)).split()
+    assert abs(float(g) - 2 * 2.718281828459045) < 1e-12 and status == "disk" and hits == "0"
+    assert _run(tmp_path, code, NUMBA_CACHE_DIR=str(cache)).split()[1:] == ["disk", "1"]
