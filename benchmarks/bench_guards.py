@@ -17,15 +17,7 @@ import timeit
 import tapegrad as tg
 import tapegrad.api as api
 import tapegrad.numpy as tnp
-
-try:  # the bench's own definition, where it exists
-    from tapegrad.bench import models as M
-    _lecture_of = M.lecture
-except (ImportError, AttributeError):  # pragma: no cover - older layouts of the bench
-    from tapegrad.bench import workloads as M
-
-    def _lecture_of(x, np):
-        return M.lecture_value(x, np.exp, np.sqrt, np.cos)
+from tapegrad.bench.models import lecture as _lecture_of
 
 
 def lecture_grad():

@@ -4,16 +4,17 @@ The kernels run without bounds checks and trust each entry's integer attributes 
 to keep every read and write inside its operands and its output.  A tape recorded in this
 process satisfies that by construction; a tape read from a file or unpickled is checked
 first (``tapegrad.tapefile``), op by op, with the check named in the op's row
-(``Op.check`` in ``optable``), so a new op gets its check with its row.
+(``Op.check``, set by the family modules ``ops_*``), so a new op gets its check with its row.
 
 A check is vectorised over all entries of one op::
 
-    check(ints, iarg, out, a, b) -> None, or (i, reason) for the first bad entry i
+    check(ints, iarg, out, *operands) -> None, or (i, reason) for the first bad entry i
 
-``ints`` is the tape's integer arena, ``iarg`` the entries' attribute offsets, and ``out``,
-``a``, ``b`` the sizes of their output and operands (0 for a missing b).  The caller has
-already checked node indices, offsets and sizes, so sizes are non-negative and inside the
-value arena; everything read from ``ints`` is untrusted.  The checks accept exactly the
+``ints`` is the tape's integer arena, ``iarg`` the entries' attribute offsets, ``out`` the
+sizes of their outputs (0 for an entry without output) and ``operands`` one column of sizes
+per operand position (the row's ``arity`` of them).  The caller has already checked node
+indices, offsets, operand lists and sizes, so sizes are non-negative and inside the value
+arena; everything read from ``ints`` is untrusted.  The checks accept exactly the
 layouts the front end records (C-ordered blocks, canonical broadcast strides), which is
 stricter than memory safety alone: the program builder's adjoint shortcuts assume them.
 """
@@ -50,10 +51,18 @@ def first(*conditions):
     return None
 
 
-def elementwise(ints, iarg, out, a, b):
+def elementwise(ints, iarg, out, a):
     """A map op has no integer attributes and its operand is as large as its output."""
     return first((iarg != -1, "an elementwise map op has no integer attributes (iarg must be -1)"),
                  (a != out, "operand size differs from the output size"))
+
+
+def same_size(ints, iarg, out, *operands):
+    """An n-ary elementwise op (WHERE): no integer attributes, every operand as large as
+    the output (the front end broadcasts them first)."""
+    return first((iarg != -1, "an elementwise op has no integer attributes (iarg must be -1)"),
+                 *((size != out, f"operand {k} size differs from the output size")
+                   for k, size in enumerate(operands)))
 
 
 def _broadcast_operand(d0, d1, s0, s1, size, out):
@@ -66,9 +75,16 @@ def _broadcast_operand(d0, d1, s0, s1, size, out):
 
 
 def zip_block(ints, iarg, out, a, b):
-    """(d0, d1, sa0, sa1, sb0, sb1): the output as a d0 x d1 block, each operand's strides."""
+    """(d0, d1, sa0, sa1, sb0, sb1): the output as a d0 x d1 block, each operand's strides.
+    No attributes (iarg = -1) means both operands have the output's size: the program then
+    synthesises the trivial block itself, so nothing about it is read from the tape."""
+    trivial = iarg == -1
     (d0, d1, sa0, sa1, sb0, sb1), outside = attributes(ints, iarg, 6)
-    return first((outside, "attributes outside the ints arena"),
+    d0, d1 = np.where(trivial, 1, d0), np.where(trivial, out, d1)
+    sa0, sa1, sb0, sb1 = (np.where(trivial, v, s) for v, s in ((0, sa0), (1, sa1), (0, sb0), (1, sb1)))
+    return first((trivial & ((a != out) | (b != out)), "an operand's size differs from the output "
+                  "size, but the entry has no broadcast pattern (iarg = -1)"),
+                 (outside & ~trivial, "attributes outside the ints arena"),
                  ((d0 < 0) | (d1 < 0) | (product(d0, d1) != out), "block d0 x d1 is not the output size"),
                  (_broadcast_operand(d0, d1, sa0, sa1, a, out), "operand a's strides do not fit it"),
                  (_broadcast_operand(d0, d1, sb0, sb1, b, out), "operand b's strides do not fit it"))
@@ -81,20 +97,20 @@ def _block(ints, iarg, a):
                             (product(pre, m, post) != a, "block (pre, m, post) is not the operand size")]
 
 
-def reduce(ints, iarg, out, a, b):
+def reduce(ints, iarg, out, a):
     """(pre, m, post): the operand as a C-ordered block, reduced over m."""
     (pre, m, post), conditions = _block(ints, iarg, a)
     return first(*conditions, (product(pre, post) != out, "output size is not pre * post"))
 
 
-def reduce_nonempty(ints, iarg, out, a, b):
+def reduce_nonempty(ints, iarg, out, a):
     """As :func:`reduce`, for a reduction without identity: m >= 1 unless nothing is reduced."""
     (pre, m, post), conditions = _block(ints, iarg, a)
     return first(*conditions, (product(pre, post) != out, "output size is not pre * post"),
                  ((m < 1) & (out > 0), "reduction over an empty axis"))
 
 
-def along_axis(ints, iarg, out, a, b):
+def along_axis(ints, iarg, out, a):
     """(pre, m, post) of an op that keeps its operand's shape (softmax)."""
     _, conditions = _block(ints, iarg, a)
     return first(*conditions, (out != a, "output size differs from the operand size"))
@@ -115,7 +131,7 @@ def matmul(ints, iarg, out, a, b):
                  (product(batch, m, n) != out, "output size is not batch * m * n"))
 
 
-def gather(ints, iarg, out, a, b):
+def gather(ints, iarg, out, a):
     """One flat index into the operand per output element, each in [0, size(a))."""
     inside = (iarg >= 0) & (out <= len(ints) - iarg)
     bad = first((~inside, "indices outside the ints arena"))

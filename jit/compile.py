@@ -20,6 +20,15 @@ Invariants
   truncated or bit-flipped file cannot feed numba damaged machine code.  A damaged,
   unreadable or unwritable cache file of any kind is a cache miss: the kernel is compiled,
   and the fresh result replaces the damaged file when the folder is writable.
+* Loading a cached kernel does not prepare numba to compile.  numba's own cache refreshes
+  the whole target context before every load, importing every typing and lowering registry
+  it has (scipy.linalg among them): about 0.2 s, most of a fresh process's first gradient.
+  (numba's compiler refreshes the context itself before it compiles anything.)  A load
+  needs only the symbols its machine code links against, and an unresolved one would not
+  fail the load but make the first call jump to address 0.  So each data file lists its
+  code's external symbols (saved with the code, sealed with it); a load whose symbols are
+  not all defined in this process first starts numba's runtime (NRT), then refreshes the
+  context as numba would, and is a cache miss if any symbol is still unknown.
 """
 import functools
 import hashlib
@@ -27,8 +36,10 @@ import io
 import os
 import pickle
 
+import llvmlite.binding as ll
 import numba
 from numba.core import caching
+from numba.core.runtime import rtsys
 
 JIT_OPTIONS = dict(nogil=True, error_model="numpy", boundscheck=False)
 # The interpreter and everything it calls never allocate, so they run without numba's
@@ -62,10 +73,38 @@ def _stamped(locator_class):
     return PackageStampedLocator
 
 
+def _external_symbols(library):
+    """The functions and globals a compiled library's machine code takes from outside it
+    (CPython, the C library, numba's helpers and runtime), as its LLVM module declares them."""
+    module = library._final_module
+    return sorted({g.name for group in (module.functions, module.global_variables) for g in group
+                   if g.is_declaration and not g.name.startswith("llvm.")})
+
+
+def _unresolved(symbols, target_context):
+    engine = target_context.codegen()._engine
+    return [s for s in symbols if not (ll.address_of_symbol(s) or engine.is_symbol_defined(s))]
+
+
 class _PackageCacheImpl(caching.CompileResultCacheImpl):
+    """numba's compile-result payload, preceded by the list of its external symbols."""
     _locator_classes = [_stamped(c) for c in (caching.UserProvidedCacheLocator,
                                               caching.InTreeCacheLocator,
                                               caching.UserWideCacheLocator)]
+
+    def reduce(self, cres):
+        return _external_symbols(cres.library), super().reduce(cres)
+
+    def rebuild(self, target_context, payload):
+        symbols, reduced = payload
+        if _unresolved(symbols, target_context):
+            rtsys.initialize(target_context)  # the NRT_* of kernels that allocate
+        if _unresolved(symbols, target_context):
+            target_context.refresh()  # all that numba registers before it compiles
+        missing = _unresolved(symbols, target_context)
+        if missing:
+            raise LookupError(f"cached kernel needs unknown symbols {missing[:3]}")
+        return super().rebuild(target_context, reduced)
 
 
 _DIGEST = hashlib.sha256().digest_size
@@ -116,7 +155,8 @@ class _CheckedCacheFile(caching.IndexDataCacheFile):
 
 class _PackageFunctionCache(caching.FunctionCache):
     """numba's function cache on sealed files, where any failure to load or save an
-    overload is a cache miss (the kernel is compiled in memory), never an error."""
+    overload is a cache miss (the kernel is compiled in memory), never an error, and a load
+    refreshes numba's context only if the code needs a symbol that is not yet defined."""
     _impl_class = _PackageCacheImpl
 
     def __init__(self, py_func):
@@ -126,7 +166,7 @@ class _PackageFunctionCache(caching.FunctionCache):
 
     def load_overload(self, sig, target_context):
         try:
-            return super().load_overload(sig, target_context)
+            return self._load_overload(sig, target_context)  # numba's, minus the context refresh
         except Exception:
             return None
 

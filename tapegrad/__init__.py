@@ -11,10 +11,11 @@ forward and sweep it backward with a numba-compiled interpreter as often as you 
 from tapegrad import numpy
 from tapegrad.api import grad, jacobian, record, value_and_grad
 from tapegrad.capture import TapegradWarning
+from tapegrad.checking import check_grads
 from tapegrad.gradtable import trace_grad_table
 from tapegrad.tape import Tape
 from tapegrad.tracer import Traced
 
 __version__ = "0.1.0"
-__all__ = ["Tape", "TapegradWarning", "Traced", "grad", "jacobian", "numpy", "record", "trace_grad_table",
+__all__ = ["Tape", "TapegradWarning", "Traced", "check_grads", "grad", "jacobian", "numpy", "record", "trace_grad_table",
            "value_and_grad"]

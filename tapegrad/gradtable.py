@@ -30,8 +30,8 @@ import tapegrad.jit as J
 from tapegrad import pytree, viz
 from tapegrad.api import record
 from tapegrad.tape import Tape, check_scalar_output
-from tapegrad.viz import (differentiated_inputs, entry_call, input_leaves, node_role, operands,
-                          output_node, program_entries, storage_owner, summary, window)
+from tapegrad.viz import (differentiated_inputs, entry_call, input_leaves, node_role, operand_label,
+                          operands, output_node, program_entries, storage_owner, summary, window)
 
 _NO_BLOCKS = np.zeros((0, 2), np.int64)
 
@@ -134,7 +134,7 @@ class GradTable(list):
                 where = "" if whole else f" into [{t.window[0]}:{t.window[1]}]"
                 view = f" (through view {j})" if t.operand != s.node else ""
                 if sum(u.entry == t.entry for u in s.terms) > 1 and t.operand == s.node:
-                    view = f" (operand {'ab'[t.position]})"  # e.g. x * x: one term per operand
+                    view = f" (operand {operand_label(t.position)})"  # e.g. x * x: one term per operand
                 lines.append(f"  + grad_table[{i}] * d{i}/d{j} = {rhs}{where}"
                              f"   [{t.consumer} = {self._consumers[t.entry]}{view}]")
             if not s.terms and s.seed is None:
@@ -214,7 +214,7 @@ def _trace(tape, args, fresh, arg_names, names, digits):
     for r in range(len(rows) - 1, -1, -1):  # the order of the backward sweep
         e = int(rows[r])
         out = output_node(tape, e)
-        if not tape.need[out]:
+        if out < 0 or not tape.need[out]:
             continue
         consumer[e] = entry_call(tape, e)
         seed = block(adj, out).copy()
@@ -231,7 +231,7 @@ def _trace(tape, args, fresh, arg_names, names, digits):
 
     root = storage_owner(tape, tape.output)
     diff_inputs = differentiated_inputs(tape)
-    producer = {output_node(tape, e): e for e in range(len(tape))}
+    producer = {output_node(tape, e): e for e in range(len(tape)) if tape.out[e] >= 0}
     steps = []
     for node in range(tape.n_nodes - 1, -1, -1):
         if storage_owner(tape, node) != node or not (tape.need[node] or node in diff_inputs):
@@ -260,11 +260,19 @@ def _trace(tape, args, fresh, arg_names, names, digits):
 
 def _one_entry(tape, row, position, operand, seed, vals, scratch, ext):
     """The term program row ``row`` adds to its operand ``position`` when its output's
-    adjoint is ``seed``: that row alone, run by the interpreter into a zeroed buffer."""
-    prog = tape._prog[row:row + 1].copy()
-    prog[0, 6] = J.NEED_OUT | J.ADD << (J.A_SHIFT if position == 0 else J.B_SHIFT)
+    adjoint is ``seed``: that row alone, run by the interpreter into a zeroed buffer, told
+    to accumulate into that operand only (in the row's need bits, or for an n-ary row in
+    its (offset, mode) pairs in the program's int arena)."""
+    prog, ints = tape._prog[row:row + 1].copy(), tape._ints
+    if J.OPS[prog[0, 0]].family == "select":
+        prog[0, 6] = J.NEED_OUT
+        ints, start = ints.copy(), prog[0, 5]
+        ints[start + 1:start + 2 * J.OPS[prog[0, 0]].arity:2] = 0
+        ints[start + 2 * position + 1] = J.ADD
+    else:
+        prog[0, 6] = J.NEED_OUT | J.ADD << (J.A_SHIFT if position == 0 else J.B_SHIFT)
     root = int(prog[0, 1])
-    J.backward_sweep(prog, tape._attrs[row:row + 1], tape.ints, vals, scratch, _NO_BLOCKS,
+    J.backward_sweep(prog, tape._attrs[row:row + 1], ints, vals, scratch, _NO_BLOCKS,
                      root, seed, ext)
     start = int(tape.offset[operand])
     term = scratch[start:start + int(tape.size[operand])].copy()

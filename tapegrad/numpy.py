@@ -122,6 +122,20 @@ def broadcast_to(x, shape):
     return _t.broadcast_to(x, shape) if _traced(x) else _np.broadcast_to(x, shape)
 
 
+def where(condition, x=None, y=None):
+    """numpy.where(condition, x, y); on traced x or y, the condition must be known when
+    recording (a boolean array or a comparison of traced values, which makes the recording
+    value dependent).  The one-argument form is numpy's, for plain arrays only."""
+    if x is None and y is None:
+        if _traced(condition):
+            raise TypeError("where(condition) without x and y returns indices: not differentiable "
+                            "and not supported on a traced value")
+        return _np.where(condition)
+    if x is None or y is None:
+        raise TypeError("where: give both x and y, or neither")
+    return _t.where(condition, x, y) if _traced(condition, x, y) else _np.where(condition, x, y)
+
+
 def shape(x):
     return x.shape if _traced(x) else _np.shape(x)
 
@@ -135,7 +149,7 @@ _t.UFUNCS.update({
 _t.FUNCTIONS.update({
     _np.sum: sum, _np.mean: mean, _np.max: max, _np.amax: max, _np.dot: dot,
     _np.matmul: matmul, _np.reshape: reshape, _np.transpose: transpose,
-    _np.broadcast_to: broadcast_to, _np.shape: shape,
+    _np.broadcast_to: broadcast_to, _np.shape: shape, _np.where: where,
 })
 
 

@@ -5,9 +5,18 @@ something else: for each entry to replay, one 64-byte row of arena offsets and f
 (``tapegrad.jit.PROG_COLUMNS``).  Deriving it here, once per tape, keeps all per-call work
 out of Python.
 
+A program is ``(prog, attrs, zero, ints)``: the rows; each row's float attributes
+``(p, q)``; the merged arena blocks to zero before a backward sweep; and the integer arena
+the kernels read: the tape's, followed by what the program synthesises, which the tape
+does not store: the trivial broadcast pattern of elementwise entries whose operands have
+the output's shape, and for each n-ary (``select``) entry its operands' ``(offset,
+adjoint mode)`` pairs, where its row's ``iarg`` points.  Unary and binary entries keep
+their operands' offsets in the row itself, for speed.
+
 Invariants
 ----------
-* Entries the output does not depend on are not in the program.
+* Entries the output does not depend on are not in the program; entries without an output
+  (a row with ``outputs = 0``) always are, with no adjoint work.
 * ``need`` bits: an operand's adjoint is touched only if it leads back to a differentiated
   input; it is *set* rather than added to only under the four conditions proved safe in
   :func:`assignable` (first contributor, whole storage, a kernel that writes it all, no
@@ -21,17 +30,41 @@ import numpy as np
 
 import tapegrad.jit as J
 
-_Entries = namedtuple("_Entries", "op out a b iarg p q offset size need base")
+# the kept entries, with their first two operands as columns (n-ary entries: 0 and -1)
+_Entries = namedtuple("_Entries", "op out a b iarg offset size need base")
+_ZIP_PATTERN = 6  # (d0, d1, sa0, sa1, sb0, sb1)
+
+
+def operand_rows(tape):
+    """(entry, position) of every element of the tape's operand list ``args``."""
+    count = np.diff(np.append(tape.arg_start, len(tape.args)))
+    entry = np.repeat(np.arange(len(tape.op)), count)
+    return entry, np.arange(len(tape.args)) - tape.arg_start[entry]
+
+
+def first_operands(tape):
+    """(a, b): each entry's first operand and its second (-1 for an entry with one)."""
+    count = np.diff(np.append(tape.arg_start, len(tape.args)))
+    args = np.append(tape.args, -1).astype(np.int64)  # -1: nothing there
+    a = args[np.where(count >= 1, tape.arg_start, len(tape.args))]
+    b = args[np.where(count >= 2, tape.arg_start + 1, len(tape.args))]
+    return a, b
+
+
+def replayed(tape):
+    """Mask of the entries the program keeps: those the output depends on, and those
+    without an output (replayed for their own sake)."""
+    return (tape.out < 0) | (tape.live[np.maximum(tape.out, 0)] != 0)
 
 
 def by_reference(tape):
     """{input node: slot} for the inputs read where the caller keeps them: those whose
     storage only MATMUL entries read (BLAS takes an address), so copying them into the
     arena would be wasted work.  Slots count from 1 into the tape's ``inputs``."""
-    live = tape.live[tape.out] != 0
-    operands = np.concatenate([tape.a[live], tape.b[live & (tape.b >= 0)]])
+    entry, _ = operand_rows(tape)
+    kept = replayed(tape)[entry]
+    operands, ops = tape.args[kept], tape.op[entry[kept]]
     users = tape.base[operands]
-    ops = np.concatenate([tape.op[live], tape.op[live & (tape.b >= 0)]])
     # a window into the middle of an input is read from the arena, not by address
     inside = tape.offset[operands] != tape.offset[users]
     other = set(users[(ops != J.CODES["MATMUL"]) | inside].tolist()) | {int(tape.base[tape.output])}
@@ -40,13 +73,15 @@ def by_reference(tape):
             if node in matmul and node not in other and tape.base[node] == node}
 
 
-def assignable(e, shape, mode_a, mode_b, b, has_b, root_base):
+def assignable(e, shape, mode_a, mode_b, b, has_b, root_base, others):
     """(set_a, set_b): per program entry, whether it may *assign* operand a's (b's) adjoint
     (``J.SET``) instead of adding to it, which spares zeroing that storage beforehand.
 
     ``e`` holds the kept entries' columns and the node table, ``shape(node)`` a node's
     shape, ``mode_a``/``mode_b`` which operand adjoints are touched at all, ``b`` the b
-    operands (0 where ``has_b`` is False), ``root_base`` the output's storage.
+    operands (0 where ``has_b`` is False), ``root_base`` the output's storage, ``others``
+    (entry, storage) arrays of the adjoints touched through any other operand (those of
+    n-ary entries).
 
     Operand j (a or b) of entry e, whose storage is S = base(j), is SET only if
 
@@ -78,19 +113,20 @@ def assignable(e, shape, mode_a, mode_b, b, has_b, root_base):
     before dB in each batch step t; a whole operand with batch stride s > 0 is tiled by
     its blocks t*s, each assigned by its first product (beta = 0); with s = 0 the one
     block is assigned at t = 0 and added to after; an operand BLAS reads transposed has
-    s = 0 and is assigned as one (k, m) block; the same view has the same blocks).
+    s = 0 and is assigned as one (k, m) block; the same view has the same blocks).  n-ary
+    rows never overwrite.
     """
-    n_entries = len(e.op)
-    order = np.arange(n_entries)
+    order = np.arange(len(e.op))
     base_a, base_b = e.base[e.a], e.base[b]
     touched_a, touched_b = mode_a != 0, has_b & (mode_b != 0)
     last_user = np.full(len(e.base), -1)
     np.maximum.at(last_user, base_a[touched_a], order[touched_a])
     np.maximum.at(last_user, base_b[touched_b], order[touched_b])
+    np.maximum.at(last_user, others[1], others[0])
     first_a = touched_a & (last_user[base_a] == order) & (base_a != root_base)
     first_b = touched_b & (last_user[base_b] == order) & (base_b != root_base)
     overwrites = np.array([row.overwrites for row in J.OPS], bool)[e.op]
-    zips = np.array([row.kind == "zip" for row in J.OPS], bool)[e.op]
+    zips = np.array([row.family == "zip" for row in J.OPS], bool)[e.op]
     whole_a = (e.offset[e.a] == e.offset[base_a]) & (e.size[e.a] == e.size[base_a]) \
         & (~zips | (e.size[e.a] == e.size[e.out]))
     whole_b = (e.offset[b] == e.offset[base_b]) & (e.size[b] == e.size[base_b]) \
@@ -105,34 +141,72 @@ def assignable(e, shape, mode_a, mode_b, b, has_b, root_base):
 
 
 def program(tape):
-    """The interpreter's view of a tape: one row of offsets per entry (see PROG_COLUMNS),
-    the float attributes, and the merged arena blocks whose adjoints must be zeroed."""
+    """The interpreter's view of a tape (see the module docstring)."""
     slots, full = tape._slots, tape
-    keep = tape.live[tape.out] != 0  # an entry the output does not depend on is never run
-    tape = _Entries(*(getattr(tape, c)[keep] for c in _Entries._fields[:7]),
-                    *(getattr(tape, c) for c in _Entries._fields[7:]))
+    keep = replayed(tape)
+    kept = np.flatnonzero(keep)
+    has_out = tape.out[keep] >= 0
+    out = np.where(has_out, tape.out[keep], 0)
+    nary_rows = np.array([row.family == "select" for row in J.OPS], bool)[tape.op[keep]]
+    first, second = first_operands(tape)
+    binary = ~nary_rows & (second[keep] >= 0)
+    tape = _Entries(tape.op[keep], out, np.where(nary_rows, 0, first[keep]),
+                    np.where(binary, second[keep], -1), tape.iarg[keep],
+                    tape.offset, tape.size, tape.need, tape.base)
     n_entries, n_nodes = len(tape.op), len(tape.offset)
     has_b = tape.b >= 0
     b = np.where(has_b, tape.b, 0)
-    needed = tape.need[tape.out] != 0
-    mode_a = np.where(needed & (tape.need[tape.a] != 0), J.ADD, 0)
+    needed = has_out & (tape.need[tape.out] != 0)
+    mode_a = np.where(needed & ~nary_rows & (tape.need[tape.a] != 0), J.ADD, 0)
     mode_b = np.where(needed & has_b & (tape.need[b] != 0), J.ADD, 0)
+
+    # the operands of n-ary entries: (offset, mode) per operand, in order
+    entry, _ = operand_rows(full)
+    position = np.full(len(full.op), -1)
+    position[kept] = np.arange(n_entries)
+    in_table = nary_rows[np.maximum(position[entry], 0)] & (position[entry] >= 0)
+    table_entry, table_nodes = position[entry[in_table]], full.args[in_table]
+    table_modes = np.where(needed[table_entry] & (tape.need[table_nodes] != 0), J.ADD, 0)
+    touched = table_modes != 0
+    others = (table_entry[touched], tape.base[table_nodes[touched]])
+
     base_a, base_b = tape.base[tape.a], tape.base[b]
-    set_a, set_b = assignable(tape, full.shape, mode_a, mode_b, b, has_b, full.base[full.output])
+    set_a, set_b = assignable(tape, full.shape, mode_a, mode_b, b, has_b, full.base[full.output], others)
     mode_a[set_a], mode_b[set_b] = J.SET, J.SET
+
+    # elementwise entries without a stored broadcast pattern get the trivial one, shared
+    # by all entries of one size, in an extension of the int arena
+    ints, iarg = full.ints, tape.iarg.copy()
+    trivial = np.array([row.family == "zip" for row in J.OPS], bool)[tape.op] & (iarg < 0)
+    sizes, which = np.unique(tape.size[tape.out][trivial], return_inverse=True)
+    if len(sizes):
+        patterns = np.zeros((len(sizes), _ZIP_PATTERN), np.int64)
+        patterns[:, 0], patterns[:, 1], patterns[:, 3], patterns[:, 5] = 1, sizes, 1, 1
+        iarg[trivial] = len(ints) + _ZIP_PATTERN * which.ravel()
+        ints = np.concatenate([ints, patterns.ravel()])
+    if len(table_entry):
+        pairs = np.stack([tape.offset[table_nodes], table_modes], axis=1).astype(np.int64)
+        starts = np.flatnonzero(np.diff(np.append(-1, table_entry)) != 0)
+        iarg[table_entry[starts]] = len(ints) + 2 * starts
+        ints = np.concatenate([ints, pairs.ravel()])
 
     prog = np.zeros((n_entries, len(J.PROG_COLUMNS)), np.int64)
     prog[:, 0] = tape.op
-    prog[:, 1] = tape.offset[tape.out]
-    prog[:, 2] = tape.offset[tape.a]
+    prog[:, 1] = np.where(has_out, tape.offset[tape.out], 0)
+    prog[:, 2] = np.where(nary_rows, 0, tape.offset[tape.a])
     prog[:, 3] = np.where(has_b, tape.offset[b], 0)
-    prog[:, 4] = tape.size[tape.out]
-    prog[:, 5] = tape.iarg
+    prog[:, 4] = np.where(has_out, tape.size[tape.out], 0)
+    prog[:, 5] = iarg
     prog[:, 6] = np.where(needed, J.NEED_OUT | mode_a << J.A_SHIFT | mode_b << J.B_SHIFT, 0)
     slot_of = np.vectorize(lambda node: slots.get(int(node), 0), otypes=[np.int64])
     if slots:
         prog[:, 7] = slot_of(base_a) | np.where(has_b, slot_of(base_b), 0) << J.SLOT_BITS
-    attrs = np.ascontiguousarray(np.stack([tape.p, tape.q], axis=1))
+
+    attrs = np.zeros((n_entries, 2))
+    n_floats = np.array([len(row.floats) for row in J.OPS], np.int64)[tape.op]
+    for k in range(2):
+        has = n_floats > k
+        attrs[has, k] = full.floats[full._float_start[kept[has]] + k]
 
     assigned = np.zeros(n_nodes, bool)
     assigned[base_a[set_a]] = True
@@ -145,4 +219,4 @@ def program(tape):
             merged[-1][1] = stop
         else:
             merged.append([start, stop])
-    return prog, attrs, np.array(merged, np.int64).reshape(-1, 2)
+    return prog, attrs, np.array(merged, np.int64).reshape(-1, 2), ints

@@ -15,8 +15,15 @@ Invariants
 * Every node owns ``size`` consecutive floats of the arena, except an alias (a reshape, or
   a slice contiguous in memory such as ``x[1:]`` or ``x[i]``), which is a window on the
   storage of its ``base`` node: same values, same adjoint, no tape entry.
+* Entry i reads the nodes ``args[arg_start[i] : arg_start[i + 1]]`` (its operand list, the
+  row's ``arity`` of them) and writes ``out[i]``, or no node (``out`` = -1) when its row has
+  ``outputs = 0``.
 * Integer attributes of an entry live at ``ints[iarg : iarg + k]``; ``iarg`` is -1 when the
-  op has none.  Shapes live in their own arena at ``shape_start[node]``.
+  op has none.  Float attributes go to the ``floats`` arena, as many per entry as its row
+  names (``Op.floats``), so they need no offset column.  Shapes live in their own arena,
+  node after node (``ndim`` numbers each), so a node's start there is derivable.
+* Columns have the smallest safe dtypes: opcodes int16, node ids int32, arena offsets
+  int64, ``ndim`` and ``kind`` int8.
 """
 from array import array
 
@@ -25,11 +32,13 @@ import numpy as np
 CONST, INPUT, OP, ALIAS = 0, 1, 2, 3
 
 # column name -> (array.array type code, numpy dtype of the finished column)
-ENTRY_COLUMNS = (("op", "q", np.int64), ("out", "q", np.int64), ("a", "q", np.int64),
-                 ("b", "q", np.int64), ("iarg", "q", np.int64), ("p", "d", np.float64),
-                 ("q", "d", np.float64))
-NODE_COLUMNS = (("offset", "q", np.int64), ("size", "q", np.int64), ("ndim", "q", np.int64),
-                ("shape_start", "q", np.int64), ("kind", "b", np.int8), ("base", "q", np.int64))
+ENTRY_COLUMNS = (("op", "h", np.int16), ("out", "i", np.int32), ("arg_start", "q", np.int64),
+                 ("iarg", "q", np.int64))
+NODE_COLUMNS = (("offset", "q", np.int64), ("ndim", "b", np.int8), ("kind", "b", np.int8),
+                ("base", "i", np.int32))
+ARENAS = (("args", "i", np.int32), ("floats", "d", np.float64), ("values", "d", np.float64),
+          ("ints", "q", np.int64), ("shapes", "q", np.int64))
+MAX_NODES = 2 ** 31 - 1  # node ids are int32
 
 
 def _finished(columns, spec):
@@ -43,9 +52,10 @@ class Recorder:
     def __init__(self):
         self.entries = {name: array(code) for name, code, _ in ENTRY_COLUMNS}
         self.nodes = {name: array(code) for name, code, _ in NODE_COLUMNS}
-        self.values = array("d")
-        self.ints = array("q")
-        self.shapes = array("q")
+        self.arenas = {name: array(code) for name, code, _ in ARENAS}
+        self.args, self.floats, self.values = self.arenas["args"], self.arenas["floats"], self.arenas["values"]
+        self.ints, self.shapes = self.arenas["ints"], self.arenas["shapes"]
+        self.shape_start = array("q")  # not part of the tape: derivable from ndim
         self.value_dependent = False  # set when a traced value became a Python value
         self.closed = False
 
@@ -62,6 +72,8 @@ class Recorder:
                              "must not escape the function being differentiated")
         cols = self.nodes
         node = len(cols["offset"])
+        if node >= MAX_NODES:
+            raise ValueError(f"a tape holds at most {MAX_NODES} nodes")
         shape = value.shape if isinstance(value, np.ndarray) else np.shape(value)
         size = 1
         for d in shape:
@@ -76,17 +88,18 @@ class Recorder:
             elif size:
                 self.values.frombytes(np.ascontiguousarray(value, np.float64).tobytes())
         cols["offset"].append(offset)
-        cols["size"].append(size)
         cols["ndim"].append(len(shape))
-        cols["shape_start"].append(len(self.shapes))
         cols["kind"].append(kind)
         cols["base"].append(base)
+        self.shape_start.append(len(self.shapes))
         self.shapes.extend(shape)
         return node
 
-    def entry(self, opcode, a, value, b=-1, ints=None, p=0.0, q=0.0):
-        """Append one entry computing ``value`` from nodes ``a`` (and ``b``); return its node."""
-        out = self.node(value, OP)
+    def entry(self, opcode, args, value, ints=None, floats=()):
+        """Append one entry computing ``value`` from the nodes ``args`` (a tuple), with
+        ``floats`` its row's float attributes; return its node.  ``value`` None: the entry
+        writes no node (its row has ``outputs = 0``) and -1 is returned."""
+        out = -1 if value is None else self.node(value, OP)
         if ints is None:
             iarg = -1
         else:
@@ -98,25 +111,24 @@ class Recorder:
         cols = self.entries
         cols["op"].append(opcode)
         cols["out"].append(out)
-        cols["a"].append(a)
-        cols["b"].append(b)
+        cols["arg_start"].append(len(self.args))
         cols["iarg"].append(iarg)
-        cols["p"].append(p)
-        cols["q"].append(q)
+        self.args.extend(args)
+        if floats:
+            self.floats.extend(floats)
         return out
 
     def shape(self, node):
-        start, ndim = self.nodes["shape_start"][node], self.nodes["ndim"][node]
+        start, ndim = self.shape_start[node], self.nodes["ndim"][node]
         return tuple(self.shapes[start:start + ndim])
 
     def producer(self, node):
-        """(opcode, operand a, iarg) of the entry whose output is ``node``, or None for an
-        input, constant or alias."""
+        """(opcode, first operand, iarg) of the entry whose output is ``node``, or None for
+        an input, constant or alias."""
         if self.nodes["kind"][node] != OP:
             return None
-        out = np.frombuffer(self.entries["out"], np.int64)
-        e = int(np.searchsorted(out, node))  # outputs increase with the entry index
-        return self.entries["op"][e], self.entries["a"][e], self.entries["iarg"][e]
+        e = int(np.flatnonzero(np.frombuffer(self.entries["out"], np.int32) == node)[0])
+        return self.entries["op"][e], self.args[self.entries["arg_start"][e]], self.entries["iarg"][e]
 
     def int_attrs(self, iarg, count):
         """The integer attributes ``ints[iarg : iarg + count]`` recorded so far, as numpy."""
@@ -126,6 +138,4 @@ class Recorder:
         """Everything recorded, as numpy arrays: the raw material of a Tape."""
         self.closed = True
         return dict(entries=_finished(self.entries, ENTRY_COLUMNS),
-                    nodes=_finished(self.nodes, NODE_COLUMNS),
-                    values=np.array(self.values, np.float64), ints=np.array(self.ints, np.int64),
-                    shapes=np.array(self.shapes, np.int64))
+                    nodes=_finished(self.nodes, NODE_COLUMNS), **_finished(self.arenas, ARENAS))

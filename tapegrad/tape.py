@@ -1,195 +1,67 @@
 """The Tape: a recorded function as plain numpy columns, replayable at new inputs.
 
+The Tape is data.  Its file format is ``tapefile`` (validated by ``tapecheck``), its
+execution ``replay`` (on the interpreter's *program*, derived by ``program`` and run by
+``tapegrad.jit``), its printing and pictures ``viz``; this module holds the columns and
+reads them.
+
 Entries (one row per operation, in execution order)::
 
-    op    opcode (a row of tapegrad.jit.OPS)       out   output node
-    a, b  operand nodes (b = -1 for one operand)   iarg  offset of the integer attributes
-    p, q  float attributes
+    op         opcode (a row of tapegrad.jit.OPS), int16
+    out        output node, int32; -1 for an op that writes none (row ``outputs = 0``)
+    arg_start  where the entry's operand list starts in ``args`` (its row's ``arity`` long)
+    iarg       offset of the integer attributes in ``ints`` (-1: none)
 
 Nodes (one row per value)::
 
-    offset, size   where the node's values sit in the arena   kind   const/input/op/alias
-    ndim, shape_start  its shape, in the ``shapes`` arena     base   storage owner (alias)
-    live           the output depends on it (entries making other nodes are not replayed)
-    need           live, and on a path from a differentiated input to the output
+    offset     where the node's values sit in the arena (int64)   kind   const/input/op/alias
+    ndim       its number of dimensions, in the ``shapes`` arena  base   storage owner (alias)
+    live       the output depends on it (entries making other nodes are not replayed)
+    need       live, and on a path from a differentiated input to the output
+
+Arenas: ``args`` (operand node ids, int32), ``floats`` (each entry's float attributes, as
+many as its row names), ``ints``, ``shapes``, ``values``.  Derived on construction and not
+stored: each node's ``size`` and ``shape_start``, and the program.  Entry i's operands are
+:meth:`Tape.operands` ``(i)``.
 
 Invariants
 ----------
 * A Tape is immutable once built and holds no Python callables: it pickles, and saves to
-  ``.npz``, as its arrays plus a JSON description of the arguments (``tapefile``); both
-  ways back in validate every column before any kernel runs.
+  ``.npz``, as its stored arrays plus a JSON description of the arguments (``tapefile``);
+  both ways back in validate every column before any kernel runs.
 * Replays never write to the tape: each thread gets its own value and adjoint buffers,
   so one tape can serve many threads.  Inputs are checked against the recorded shapes in
   Python before any kernel runs.
 """
-import sys
-import threading
-from collections import namedtuple
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 import tapegrad.jit as J
-from tapegrad import pytree, tapefile
-from tapegrad.keys import leaf_spec, static_key  # noqa: F401 - static_key: for importers
+from tapegrad import tapefile, viz
+from tapegrad.keys import static_key  # noqa: F401 - static_key: for importers
 from tapegrad.program import by_reference, program
-from tapegrad.recorder import CONST
-
-_ONE = np.ones(1)
-_POOL_SIZE = 4  # adjoint buffers kept per thread; beyond that, results get fresh ones
-_VIEW_SHARE = 0.5  # gradients are views, not copies, when they fill this much of the arena
-
-
-def _refcount(pool, i):
-    return sys.getrefcount(pool[i])
-
-
-_Bound = namedtuple("_Bound", "vals adj ext keep")  # one call's buffers and bound arguments
-
-
-def check_scalar_output(shape, what):
-    if shape != ():
-        raise TypeError(f"{what} needs a function with a scalar output, but the output has "
-                        f"shape {shape}; use tapegrad.jacobian for non-scalar outputs")
-
-
-def _expected(spec):
-    """What a leaf of this spec must be, in words."""
-    if spec[0] != "f":
-        return "the value baked into the tape"
-    if spec[3] == "float":
-        return "a float"
-    return f"a float {'array' if spec[3] == 'array' else 'scalar'} of shape {spec[1]}"
-
-
-def _got(x):
-    if x is None:
-        return "None"
-    if isinstance(x, (np.ndarray, np.generic)):
-        return f"{'an array' if isinstance(x, np.ndarray) else 'a scalar'} of dtype {x.dtype} and shape {x.shape}"
-    return f"a {type(x).__name__}"
-
-
-def _leaf_paths(d, path):
-    """The path (``[0]['w']``, ``.bias``) of each leaf of treedef ``d``, in leaf order."""
-    if d == "*":
-        yield path
-    elif d[0] in ("tuple", "list"):
-        for i, c in enumerate(d[1]):
-            yield from _leaf_paths(c, f"{path}[{i}]")
-    elif d[0] == "dict":
-        for k, c in zip(d[1], d[2]):
-            yield from _leaf_paths(c, f"{path}[{k!r}]")
-    elif d[0] == "namedtuple":
-        for name, c in zip(d[1]._fields, d[2]):
-            yield from _leaf_paths(c, f"{path}.{name}")
-    elif d[0] == "dataclass":
-        for name, c in zip(d[2], d[3]):
-            yield from _leaf_paths(c, f"{path}.{name}")
-
-
-def _leaf_name(tape, i):
-    """``argument k`` followed by the path of leaf ``i`` inside argument k, if it has one."""
-    k = tape.leaf_arg[i]
-    first = tape.leaf_arg.index(k)
-    paths = list(_leaf_paths(pytree.children(tape.in_tree)[k], ""))
-    return f"argument {k}{paths[i - first] if i - first < len(paths) else ''}"
-
-
-def _n_leaves(d):
-    """The number of leaves of treedef ``d`` (the "*" in it, dict keys aside)."""
-    if d == "*":
-        return 1
-    if isinstance(d, tuple):
-        if d and d[0] in ("dict", "dataclass"):  # skip the keys / field names
-            d = d[-1]
-        return sum(_n_leaves(c) for c in d)
-    return 0
-
-
-def _first_difference(d, x, specs, path):
-    """(path, what was expected, what was given) at the first place where the value ``x``
-    does not have the treedef ``d``, or None; ``specs`` yields the specs of d's leaves."""
-    got = pytree.walk(x, [])
-    if d == "*":
-        spec = next(specs)
-        if got == "*":
-            return None
-        hint = " (pass np.asarray(...))" if spec[0] == "f" and isinstance(x, (list, tuple)) else ""
-        return path, _expected(spec), _got(x) + hint
-    if got == d:
-        for _ in range(_n_leaves(d)):
-            next(specs)
-        return None
-    kind = d[0]
-    if got == "*" or got[0] != kind or (kind in ("namedtuple", "dataclass") and got[1] is not d[1]):
-        what = d[1].__name__ if kind in ("namedtuple", "dataclass") else (
-            "None" if kind == "none" else f"a {kind}")
-        return path, what, _got(x)
-    if kind in ("tuple", "list") and len(d[1]) != len(x):
-        return path, f"a {kind} of {len(d[1])} items", f"a {kind} of {len(x)} items"
-    if kind == "dict" and d[1] != got[1]:
-        return path, f"a dict with keys {list(d[1])}", f"keys {sorted(x, key=repr)}"
-    if kind == "dict":
-        items = [(f"[{k!r}]", c, x[k]) for k, c in zip(d[1], d[2])]
-    elif kind == "namedtuple":
-        items = [(f".{name}", c, v) for name, c, v in zip(d[1]._fields, d[2], x)]
-    elif kind == "dataclass":
-        items = [(f".{name}", c, getattr(x, name)) for name, c in zip(d[2], d[3])]
-    else:
-        items = [(f"[{i}]", c, v) for i, (c, v) in enumerate(zip(d[1], x))]
-    for sub, c, v in items:
-        found = _first_difference(c, v, specs, path + sub)
-        if found:
-            return found
-    return path, f"structure {d}", f"structure {got}"
-
-
-def _structure_error(tape, args):
-    """The error for arguments whose structure differs from the recording's: the number
-    of arguments, or the first argument (and place inside it) that differs."""
-    expected = pytree.children(tape.in_tree)
-    if len(args) != len(expected):
-        return TypeError(f"the tape was recorded with {len(expected)} positional argument"
-                         f"{'s' if len(expected) != 1 else ''}, got {len(args)}")
-    specs = iter(tape.specs)
-    try:
-        for k, (d, x) in enumerate(zip(expected, args)):
-            found = _first_difference(d, x, specs, "")
-            if found:
-                path, want, got = found
-                return ValueError(f"argument {k}{path}: the argument structure differs from "
-                                  f"the recording: expected {want}, got {got}")
-    except Exception:  # a container kind the walk above does not know: the plain message
-        pass
-    return ValueError(f"arguments have structure {pytree.flatten(tuple(args))[1]}, the tape "
-                      f"was recorded with {tape.in_tree}")
-
-
-def _shape_str(shape):
-    return "(" + ",".join(map(str, shape)) + ")"
+from tapegrad.replay import Replay, check_scalar_output  # noqa: F401 - for importers
+from tapegrad.tapecheck import node_sizes
 
 
 @dataclass(eq=False, repr=False)
-class Tape:
+class Tape(Replay):
     # entries
     op: np.ndarray
     out: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
+    arg_start: np.ndarray
     iarg: np.ndarray
-    p: np.ndarray
-    q: np.ndarray
     # nodes
     offset: np.ndarray
-    size: np.ndarray
     ndim: np.ndarray
-    shape_start: np.ndarray
     kind: np.ndarray
     base: np.ndarray
     need: np.ndarray
     live: np.ndarray
     # arenas
+    args: np.ndarray
+    floats: np.ndarray
     ints: np.ndarray
     shapes: np.ndarray
     values: np.ndarray
@@ -204,10 +76,12 @@ class Tape:
     value_dependent: bool
 
     def __post_init__(self):
-        self._local = threading.local()  # per-thread work buffers
+        self.shape_start, self.size = node_sizes(self.ndim, self.shapes)
+        per_row = np.array([len(row.floats) for row in J.OPS], np.int64)[self.op]
+        self._float_start = np.cumsum(per_row) - per_row
         self._slots = by_reference(self)
-        self._prog, self._attrs, self._zero = program(self)
-        self._plans()
+        self._prog, self._attrs, self._zero, self._ints = program(self)
+        self._start_replays()
 
     @classmethod
     def from_recording(cls, columns, inputs, output, in_tree, specs, leaf_arg, argnums,
@@ -215,12 +89,13 @@ class Tape:
         e, n = columns["entries"], columns["nodes"]
         traced_args = [arg for arg, spec in zip(leaf_arg, specs) if spec[0] == "f"]
         diff = np.array([node for node, arg in zip(inputs, traced_args) if arg in argnums], np.int64)
-        need, live = J.activity(e["out"], e["a"], e["b"], n["base"], diff, np.int64(output))
-        return cls(**e, **n, need=need, live=live, ints=columns["ints"], shapes=columns["shapes"],
-                   values=columns["values"], inputs=np.asarray(inputs, np.int64), output=int(output),
-                   in_tree=in_tree, specs=tuple(specs), leaf_arg=tuple(leaf_arg),
-                   argnums=tuple(argnums), argnums_is_int=argnums_is_int,
-                   value_dependent=value_dependent)
+        need, live = J.activity(e["out"], e["arg_start"], columns["args"], n["base"], diff,
+                                np.int64(output))
+        return cls(**e, **n, need=need, live=live, args=columns["args"], floats=columns["floats"],
+                   ints=columns["ints"], shapes=columns["shapes"], values=columns["values"],
+                   inputs=np.asarray(inputs, np.int64), output=int(output), in_tree=in_tree,
+                   specs=tuple(specs), leaf_arg=tuple(leaf_arg), argnums=tuple(argnums),
+                   argnums_is_int=argnums_is_int, value_dependent=value_dependent)
 
     # reading the tape ----------------------------------------------------------------------
     def __len__(self):
@@ -230,14 +105,32 @@ class Tape:
     def n_nodes(self):
         return len(self.offset)
 
+    def operands(self, i):
+        """The nodes entry ``i`` reads, in order (a node read twice appears twice)."""
+        stop = self.arg_start[i + 1] if i + 1 < len(self.op) else len(self.args)
+        return tuple(int(k) for k in self.args[self.arg_start[i]:stop])
+
+    def entry_floats(self, i):
+        """Entry ``i``'s float attributes, named by its row's ``floats``: {name: value}."""
+        names, start = J.OPS[self.op[i]].floats, self._float_start[i]
+        return {name: float(self.floats[start + k]) for k, name in enumerate(names)}
+
     @property
     def nbytes(self):
-        """Bytes of every numpy array the Tape holds: its columns and arenas (the dataclass
-        fields) and the program derived from them (``_prog``, ``_attrs``, ``_zero``).  Not
-        counted: the per-thread value and adjoint buffers a replay allocates, and small
-        Python objects (argument layout, load plans)."""
-        arrays = [getattr(self, f.name) for f in fields(self)] + [self._prog, self._attrs, self._zero]
-        return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+        """Bytes of the stored tape: every array its file holds (entry and node columns,
+        arenas, inputs; ``tapefile.STORED``).  The derived arrays are
+        :attr:`program_nbytes`."""
+        return sum(getattr(self, name).nbytes for name in tapefile.STORED)
+
+    @property
+    def program_nbytes(self):
+        """Bytes of what is derived from the stored tape when it is built: the interpreter's
+        program (rows, float attributes, zeroing blocks, int arena with what it
+        synthesises), node sizes and shape starts, activity.  Not
+        counted: per-thread replay buffers and small Python objects."""
+        arrays = [self._prog, self._attrs, self._zero, self._ints, self.size,
+                  self.shape_start, self._float_start, self.need, self.live]
+        return sum(a.nbytes for a in arrays)
 
     def shape(self, node):
         start = self.shape_start[node]
@@ -248,30 +141,12 @@ class Tape:
         return self.values[self.offset[node]:self.offset[node] + self.size[node]].reshape(self.shape(node))
 
     def entry_str(self, i):
-        name, kind = J.NAMES[self.op[i]], J.OPS[self.op[i]].kind
-        args = str(self.a[i]) if self.b[i] < 0 else f"{self.a[i]}, {self.b[i]}"
-        if name == "MATMUL":  # an operand BLAS reads transposed shows as its source .T
-            ta, tb = self.ints[self.iarg[i] + 6:self.iarg[i] + 8]
-            args = f"{self.a[i]}{'.T' if ta else ''}, {self.b[i]}{'.T' if tb else ''}"
-        attrs = ""
-        if name == "AFFINE":
-            attrs = f"; p={self.p[i]:g}, q={self.q[i]:g}"
-        elif name == "POWC":
-            attrs = f"; p={self.p[i]:g}"
-        elif name == "SUM" and self.q[i] != 1.0:
-            attrs = f"; scale={self.q[i]:g}"
-        elif kind == "array" and name != "GATHER":
-            k = 6 if name == "MATMUL" else 3
-            attrs = "; " + ",".join(str(v) for v in self.ints[self.iarg[i]:self.iarg[i] + k])
-        return f"{i}: {name}({args}{attrs}) -> {self.out[i]} {_shape_str(self.shape(self.out[i]))}"
+        """Entry ``i`` as printed: ``i: OP(operands; attributes) -> out (shape)`` (see
+        ``viz.entry_str``)."""
+        return viz.entry_str(self, i)
 
     def __str__(self):
-        leaves = ", ".join(f"{n} {_shape_str(self.shape(n))}" for n in self.inputs)
-        consts = int(np.sum(self.kind == CONST))
-        head = (f"Tape: {len(self)} entries, {self.n_nodes} nodes, {len(self.values)} floats\n"
-                f"inputs: {leaves or '-'}; constants: {consts}; output: {self.output} "
-                f"{_shape_str(self.shape(self.output))}")
-        return "\n".join([head] + [self.entry_str(i) for i in range(len(self))])
+        return viz.tape_str(self)
 
     def __repr__(self):
         return (f"<Tape: {len(self)} entries, {self.n_nodes} nodes, "
@@ -280,208 +155,17 @@ class Tape:
     # pictures (tapegrad.viz) -----------------------------------------------------------------
     def to_dot(self, values=False):
         """Graphviz DOT text of the tape; ``values=True`` labels nodes with recorded values."""
-        from tapegrad import viz
         return viz.to_dot(self, values)
 
     def render(self, path, format=None, values=False):
         """Draw the tape to ``path`` (SVG, PNG, ...: by suffix) with Graphviz."""
-        from tapegrad import viz
         return viz.render(self, path, format, values)
 
     def _repr_html_(self):
-        from tapegrad import viz
         return viz.html_table(self)
 
     def _repr_svg_(self):
-        from tapegrad import viz
         return viz.svg_or_none(self)
-
-    # replaying ------------------------------------------------------------------------------
-    def _workspace(self):
-        """This thread's value buffer (a copy of the arena, so it holds the constants) and
-        an adjoint buffer that no earlier result still uses.
-
-        When the gradients are most of the arena they are returned as views of the adjoint
-        buffer rather than copies (see ``_gradients``), so a buffer goes back into service
-        only when nothing refers to it any more.  "Nothing" is the reference count the
-        buffer had right after it was created, read through the same helper, so the test
-        does not depend on how the interpreter counts its own references.
-        """
-        local = self._local
-        if not hasattr(local, "vals"):
-            local.vals, local.adjs, local.unshared = self.values.copy(), [], 0
-        for i in range(len(local.adjs)):
-            if _refcount(local.adjs, i) <= local.unshared:
-                return local.vals, local.adjs[i]
-        adj = np.empty_like(self.values)
-        if len(local.adjs) < _POOL_SIZE:
-            local.adjs.append(adj)
-            del adj
-            local.unshared = _refcount(local.adjs, len(local.adjs) - 1)
-            return local.vals, local.adjs[-1]
-        return local.vals, adj
-
-    def _bind(self, args):
-        """Check ``args`` against the recording and write them into this thread's buffers.
-
-        Every mismatch is found here, before any kernel runs, and named: the number of
-        arguments (TypeError), the argument and the place inside it whose structure differs
-        (ValueError, with what was expected: "argument 0['w']: ... expected a float array
-        of shape (2,), got a list"), a leaf of the wrong dtype (TypeError) or shape
-        (ValueError).  A call with the right arguments pays for none of the messages."""
-        if self.value_dependent:
-            raise ValueError("this tape branched on a traced value (float(), bool(), a comparison) "
-                             "when it was recorded; replaying it elsewhere could follow the wrong "
-                             "branch. Record it again at the new inputs, or use tapegrad.grad, "
-                             "which does so for you")
-        leaves, treedef = pytree.flatten(tuple(args))
-        if treedef != self.in_tree:
-            raise _structure_error(self, args)
-        for i, (leaf, spec) in enumerate(zip(leaves, self.specs)):
-            if spec[0] == "f" and np.asarray(leaf).dtype.kind not in "fiu":
-                raise TypeError(f"{_leaf_name(self, i)}: expected {_expected(spec)}, got "
-                                f"{_got(leaf)}")
-            if spec[0] == "f" and np.shape(leaf) != spec[1]:
-                raise ValueError(f"{_leaf_name(self, i)}: the tape was recorded for shape "
-                                 f"{spec[1]}, got shape {np.shape(leaf)}")
-            if spec[0] == "s" and spec[1] is None:  # an object: it may have changed unseen
-                raise ValueError(f"{_leaf_name(self, i)}: the tape baked in a "
-                                 f"{type(leaf).__name__} that cannot be compared with its value "
-                                 "at recording time, so replaying could be stale; record again "
-                                 "(tapegrad.grad does so on every call for such arguments)")
-            if spec[0] == "s" and leaf_spec(leaf, False, self.leaf_arg[i]) != spec:
-                raise ValueError(f"{_leaf_name(self, i)}: this non-float value was baked into "
-                                 "the tape when it was recorded and has changed; record again")
-        return self._load(leaves)
-
-    def _plans(self):
-        """Per-call work decided once: where each traced leaf goes in the arena, where each
-        differentiated leaf's adjoint is, and where the output is."""
-        traced = [(i, spec, arg) for i, (spec, arg) in enumerate(zip(self.specs, self.leaf_arg))
-                  if spec[0] == "f"]
-        self._load_plan = [(i, int(self.offset[node]), int(self.size[node]), spec[3] == "float",
-                            self._slots.get(int(node), 0))
-                           for node, (i, spec, _) in zip(self.inputs, traced)]
-        self._grad_plan = [(arg, int(self.offset[node]), int(self.size[node]), bool(self.need[node]),
-                            spec[1], np.dtype(spec[2]), spec[3])
-                           for node, (_, spec, arg) in zip(self.inputs, traced) if arg in self.argnums]
-        self._arg_trees = [pytree.children(self.in_tree)[k] for k in self.argnums]
-        self._grad_end = max((start + size for _, start, size, *_ in self._grad_plan), default=0)
-        self._copy_gradients = (self._grad_end < _VIEW_SHARE * len(self.values)
-                                and any(plan[6] == "array" for plan in self._grad_plan))
-        self._single_leaf = self.argnums_is_int and self._arg_trees == ["*"]
-        self._no_ext = np.zeros(len(self.inputs), np.int64)
-        out = self.output
-        self._out_plan = (int(self.offset[out]), int(self.size[out]), self.shape(out))
-
-    def _load(self, leaves):
-        """Bind argument leaves: copy them into this thread's value buffer, or, for inputs
-        read by reference, note their address (keeping a float64 C-ordered copy alive if
-        the caller's array is not one already)."""
-        vals, adj = self._workspace()
-        # without by-reference inputs the table is never written: one shared array will do
-        ext = np.zeros(len(self.inputs), np.int64) if self._slots else self._no_ext
-        keep = []
-        for i, start, size, is_float, slot in self._load_plan:
-            if slot:
-                arr = np.ascontiguousarray(leaves[i], dtype=np.float64)
-                keep.append(arr)
-                ext[slot - 1] = arr.ctypes.data
-            elif is_float:
-                vals[start] = leaves[i]
-            else:
-                vals[start:start + size] = np.ravel(leaves[i])
-        return _Bound(vals, adj, ext, keep)
-
-    def _output(self, vals):
-        start, size, shape = self._out_plan
-        return float(vals[start]) if shape == () else vals[start:start + size].reshape(shape).copy()
-
-    def _assemble(self, leaves):
-        """Put one value per differentiated leaf back into the arguments' structures."""
-        if self._single_leaf:  # grad(f)(x) with one array or float x: nothing to rebuild
-            return leaves[0]
-        per_arg = {k: [] for k in self.argnums}
-        for plan, leaf in zip(self._grad_plan, leaves):
-            per_arg[plan[0]].append(leaf)
-        grads = tuple(pytree.unflatten(tree, per_arg[k]) for tree, k in zip(self._arg_trees, self.argnums))
-        return grads[0] if self.argnums_is_int else grads
-
-    def _adjoints(self, adj):
-        """Each differentiated leaf's adjoint block (zeros if the output ignores it)."""
-        return [adj[start:start + size] if needed else np.zeros(size)
-                for _, start, size, needed, _, _, _ in self._grad_plan]
-
-    def _gradients(self, adj):
-        """The gradient for each differentiated argument, shaped and typed like it.
-
-        The differentiated inputs' adjoints are one block at the start of the arena (the
-        recorder creates those inputs first).  A block that is most of the arena is handed
-        out as views (``_workspace`` will not reuse the buffer while they live): copying
-        it would cost as much as a layer of the model.  A smaller one is copied, so that
-        a held gradient never keeps a large buffer alive.
-        """
-        if self._copy_gradients:
-            adj = adj[:self._grad_end].copy()
-        leaves = []
-        for _, start, size, needed, shape, dtype, kind in self._grad_plan:
-            if kind == "float":
-                leaves.append(float(adj[start]) if needed else 0.0)
-            elif kind == "scalar":
-                leaves.append(dtype.type(adj[start] if needed else 0.0))
-            else:  # the output may not depend on an input at all: then its gradient is 0
-                g = adj[start:start + size] if needed else np.zeros(size)
-                leaves.append(g.reshape(shape).astype(dtype, copy=False))
-        return self._assemble(leaves)
-
-    def _check_scalar_output(self, what):
-        check_scalar_output(self.shape(self.output), what)
-
-    def _replay(self, bound):
-        J.forward_sweep(self._prog, self._attrs, self.ints, bound.vals, bound.ext)
-
-    def _sweep(self, bound, seed, replay):
-        if replay:
-            self._replay(bound)
-        J.backward_sweep(self._prog, self._attrs, self.ints, bound.vals, bound.adj, self._zero,
-                         self._out_plan[0], seed, bound.ext)
-
-    def forward(self, *args):
-        """The function's value at ``args``, computed by replaying the tape."""
-        bound = self._bind(args)
-        self._replay(bound)
-        return self._output(bound.vals)
-
-    def value_and_gradient(self, *args):
-        """(value, gradient) at ``args``: one forward replay and one backward sweep."""
-        self._check_scalar_output("gradient")
-        bound = self._bind(args)
-        self._sweep(bound, _ONE, True)
-        return self._output(bound.vals), self._gradients(bound.adj)
-
-    def gradient(self, *args):
-        """Gradient of the (scalar) output with respect to the arguments in ``argnums``."""
-        return self.value_and_gradient(*args)[1]
-
-    def jacobian(self, *args):
-        """d output / d argument, shaped output.shape + argument.shape, by one sweep per output."""
-        bound = self._bind(args)
-        self._replay(bound)
-        return self._jacobian_rows(bound)
-
-    def _jacobian_rows(self, bound):
-        out_shape, m = self.shape(self.output), int(self.size[self.output])
-        jac = [np.empty((m, plan[2])) for plan in self._grad_plan]
-        seed = np.zeros(m)
-        for i in range(m):  # row i of the Jacobian is the gradient of output element i
-            seed[:] = 0.0
-            seed[i] = 1.0
-            self._sweep(bound, seed, False)
-            for rows, g in zip(jac, self._adjoints(bound.adj)):
-                rows[i] = g
-        return self._assemble([float(rows[0, 0]) if plan[6] == "float" and out_shape == ()
-                               else rows.reshape(out_shape + plan[4]).astype(plan[5])
-                               for rows, plan in zip(jac, self._grad_plan)])
 
     # persistence: the file format and its checks live in tapegrad.tapefile ------------------
     def __getstate__(self):

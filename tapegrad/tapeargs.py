@@ -241,7 +241,7 @@ def _unspec(x):
     _need(type(x[2]) is str and x[3] in _SPEC_KINDS, "a traced spec's dtype or kind is wrong")
     try:
         dtype = np.dtype(x[2])
-    except TypeError:
+    except Exception:  # numpy parses some strings as code (SyntaxError), others TypeError
         raise invalid(f"argument description: unknown dtype {x[2]!r}") from None
     _need(dtype.kind == "f" and dtype.str == x[2], f"dtype {x[2]!r} is not a float dtype")
     _need(x[3] == "array" or shape == (), "a scalar spec has a shape")

@@ -1,20 +1,27 @@
 """Validation of a tape that comes from outside this process (a file, an unpickled state).
 
-The interpreter runs without bounds checks: every node index, arena offset, size and
-integer attribute of a tape is trusted by some kernel, and by the Python that derives the
-program from it.  :func:`validate` checks all of them, with numpy and never a kernel,
-before anything is replayed or even analysed (``jit.activity`` is a kernel too).
+The interpreter runs without bounds checks: every node index, arena offset, operand list,
+size and integer attribute of a tape is trusted by some kernel, and by the Python that
+derives the program from it.  :func:`validate` checks all of them, with numpy and never a
+kernel, before anything is replayed or even analysed (``jit.activity`` is a kernel too).
 
 What is accepted is exactly the layout the recorder produces:
 
-* nodes: ``kind`` is one of CONST, INPUT, OP, ALIAS; every node that owns its storage
+* nodes: ``kind`` is one of CONST, INPUT, OP, ALIAS; the ``shapes`` arena holds each node's
+  ``ndim`` (0 to 64) non-negative dimensions, node after node, and nothing else (so
+  ``shape_start`` and ``size`` are derived, never read); every node that owns its storage
   (``base`` is itself; every node but an alias) holds the next ``size`` floats of the value
   arena, in node order, and together they fill it; an alias is a window inside the storage
-  of an earlier owner; a node's shape is ``ndim`` (at most 64) non-negative numbers inside
-  the ``shapes`` arena whose product is ``size``;
-* entries: ``op`` is a row of the op table; outputs are fresh OP nodes, one per entry, in
-  increasing order; operands are earlier nodes; ``b`` is -1 exactly for one-operand ops;
-  the integer attributes pass the op's check from the table (``Op.check``, ``jit.checks``);
+  of an earlier owner;
+* entries: ``op`` is a row of the op table; ``out`` is -1 exactly for rows with
+  ``outputs = 0``, otherwise fresh OP nodes, one per such entry, in increasing order;
+  ``arg_start`` starts at 0, never decreases, and gives each entry exactly its row's
+  ``arity`` operands in ``args``; every operand is a node made before the entry (before
+  its output, or before the next entry's output for an entry without one); the row's
+  float attributes fill the ``floats`` arena exactly; the integer attributes pass the
+  op's check from the table (``Op.check``, ``jit.checks``), which never trusts a pattern
+  the program synthesises (an elementwise entry without attributes must have operands of
+  the output's size);
 * the interface: ``inputs`` are all the INPUT nodes, each once; ``output`` is a node.
 
 Each failure raises ``ValueError("not a valid tapegrad tape: <what>")`` naming the first
@@ -43,15 +50,36 @@ def _require(bad, what):
         raise invalid(what.format(_first(bad)))
 
 
-def validate(entries, nodes, ints, shapes, values, inputs, output):
-    """Check a tape's columns (dicts of numpy columns of the right dtypes and lengths, as
-    read by ``tapefile``) against everything the kernels and the program builder trust.
+def row_table(column):
+    """A column of the op table (an attribute of each row, or a function of it) as an
+    array indexed by opcode, read from ``J.OPS`` at call time."""
+    return np.array([column(row) for row in J.OPS])
 
-    ``entries['op']`` holds rows of this process's op table (already remapped by name).
-    Returns nothing; raises ValueError for the first violation found.
+
+def node_sizes(ndim, shapes):
+    """(shape_start, size) of every node, derived from ``ndim`` and the shapes arena; sizes
+    above 2**62 (which could overflow) are -1."""
+    ndim = ndim.astype(np.int64)
+    start = np.cumsum(ndim) - ndim
+    size = np.ones(len(ndim), np.int64)
+    for d in np.unique(ndim):
+        if d:
+            rows = np.flatnonzero(ndim == d)
+            size[rows] = C.product(*shapes[start[rows, None] + np.arange(d)].T)
+    return start, size
+
+
+def validate(entries, nodes, arenas, inputs, output):
+    """Check a tape's columns (dicts of numpy columns of the right dtypes, as read by
+    ``tapefile``) against everything the kernels and the program builder trust.
+
+    ``entries['op']`` holds rows of this process's op table (already remapped by name);
+    ``arenas`` holds ``args``, ``floats``, ``ints``, ``shapes`` and ``values``.  Returns the
+    derived node columns ``{"shape_start", "size"}``; raises ValueError for the first
+    violation found.
     """
-    _check_nodes(nodes, shapes, len(values))
-    _check_entries(entries, nodes, ints)
+    derived = _check_nodes(nodes, arenas["shapes"], len(arenas["values"]))
+    _check_entries(entries, nodes, derived["size"], arenas)
     kind, n = nodes["kind"], len(nodes["kind"])
     _require((inputs < 0) | (inputs >= n), "input {} is not a node")
     _require(kind[inputs] != INPUT, "input {} is not an INPUT node")
@@ -59,16 +87,22 @@ def validate(entries, nodes, ints, shapes, values, inputs, output):
         raise invalid("the inputs are not the INPUT nodes, each once")
     if not 0 <= output < n:
         raise invalid(f"output {output} is not a node")
+    return derived
 
 
 def _check_nodes(nodes, shapes, n_values):
-    offset, size, kind, base = nodes["offset"], nodes["size"], nodes["kind"], nodes["base"]
-    ndim, start = nodes["ndim"], nodes["shape_start"]
+    offset, kind, base, ndim = nodes["offset"], nodes["kind"], nodes["base"], nodes["ndim"]
     n = len(offset)
     if n == 0:
         raise invalid("no nodes")
     _require((kind != CONST) & (kind != INPUT) & (kind != OP) & (kind != ALIAS), "node {} has an unknown kind")
-    _require((size < 0) | (offset < 0) | (offset > n_values - size), "node {} lies outside the value arena")
+    _require((ndim < 0) | (ndim > MAX_NDIM), "node {} has a negative or too large ndim")
+    if int(ndim.astype(np.int64).sum()) != len(shapes):
+        raise invalid("the shapes arena does not hold exactly the nodes' dimensions, node after node")
+    _require(shapes < 0, "dimension {} of the shapes arena is negative")
+    start, size = node_sizes(ndim, shapes)
+    _require(size < 0, "node {}'s shape is too large")
+    _require((offset < 0) | (offset > n_values - size), "node {} lies outside the value arena")
     own = np.arange(n)
     _require((base < 0) | (base >= n), "node {}'s base is not a node")
     _require((kind != ALIAS) & (base != own), "node {} is not an alias but has another node's storage")
@@ -82,33 +116,50 @@ def _check_nodes(nodes, shapes, n_values):
              "node's (owners fill the value arena in node order)")
     if int(size[owners].sum()) != n_values:
         raise invalid("the nodes do not fill the value arena")
-    _require((ndim < 0) | (ndim > MAX_NDIM) | (start < 0) | (start > len(shapes) - ndim),
-             "node {}'s shape lies outside the shapes arena")
-    for d in np.unique(ndim):
-        rows = np.flatnonzero(ndim == d)
-        dims = shapes[start[rows, None] + np.arange(d)]
-        total = C.product(*dims.T) if d else np.ones(len(rows), np.int64)
-        bad = np.any(dims < 0, axis=1) | (total != size[rows])
-        if np.any(bad):
-            raise invalid(f"node {int(rows[_first(bad)])}'s shape does not have its size")
+    return {"shape_start": start, "size": size}
 
 
-def _check_entries(entries, nodes, ints):
-    op, out, a, b, iarg = entries["op"], entries["out"], entries["a"], entries["b"], entries["iarg"]
-    size, kind, n = nodes["size"], nodes["kind"], len(nodes["size"])
+def _check_entries(entries, nodes, size, arenas):
+    op, out, arg_start, iarg = entries["op"], entries["out"], entries["arg_start"], entries["iarg"]
+    args, kind, n, n_entries = arenas["args"], nodes["kind"], len(nodes["kind"]), len(entries["op"])
     _require((op < 0) | (op >= len(J.OPS)), "entry {} has an unknown opcode")
-    _require((out < 0) | (out >= n), "entry {}'s output is not a node")
-    _require(kind[out] != OP, "entry {}'s output is not an OP node")
-    _require(np.concatenate([[False], np.diff(out) <= 0]), "entry {}'s output is not fresh (outputs must increase)")
-    if np.count_nonzero(kind == OP) != len(op):
+    outputs = row_table(lambda row: row.outputs)[op]
+    arity = row_table(lambda row: row.arity)[op]
+    _require((outputs == 0) & (out != -1), "entry {} has an output, but its op writes none (out must be -1)")
+    _require((outputs != 0) & ((out < 0) | (out >= n)), "entry {}'s output is not a node")
+    made = out >= 0
+    _require(made & (kind[np.where(made, out, 0)] != OP), "entry {}'s output is not an OP node")
+    written = out[made]
+    _require(np.isin(np.arange(n_entries), np.flatnonzero(made)[1:][np.diff(written) <= 0]),
+             "entry {}'s output is not fresh (outputs must increase)")
+    if np.count_nonzero(kind == OP) != len(written):
         raise invalid("some OP node is the output of no entry")
-    arity = np.array([row.arity for row in J.OPS])[op]
-    _require((a < 0) | (a >= out), "entry {}'s operand a is not an earlier node")
-    _require(np.where(arity == 1, b != -1, (b < 0) | (b >= out)),
-             "entry {}'s operand b is not an earlier node (or -1 for a one-operand op)")
-    size_b = np.where(b >= 0, size[np.maximum(b, 0)], 0)
+    if n_entries == 0:
+        if len(args):
+            raise invalid("operands without entries")
+    else:
+        if arg_start[0] != 0:
+            raise invalid("entry 0's operands do not start at 0")
+        bad = arg_start > len(args)
+        bad[1:] |= arg_start[1:] < arg_start[:-1]
+        _require(bad, "entry {}'s operand list lies outside the operand arena or before the previous one's")
+    count = np.diff(np.append(arg_start, len(args)))
+    _require(count != arity, "entry {} does not have its op's number of operands")
+    # an operand must exist before the entry: before its output, or, for an entry without
+    # one, before the next output on the tape
+    bound = np.where(made, out, n).astype(np.int64)
+    bound = np.minimum.accumulate(bound[::-1])[::-1]
+    entry_of = np.repeat(np.arange(n_entries), count)
+    _require(np.isin(np.arange(n_entries), entry_of[(args < 0) | (args >= bound[entry_of])]),
+             "entry {} has an operand that is not an earlier node")
+    n_floats = row_table(lambda row: len(row.floats))[op]
+    if int(n_floats.sum()) != len(arenas["floats"]):
+        raise invalid("the floats arena does not hold exactly the entries' float attributes")
+    out_size = np.where(made, size[np.where(made, out, 0)], 0)
     for code in np.unique(op):
         rows = np.flatnonzero(op == code)
-        bad = J.OPS[code].check(ints, iarg[rows], size[out[rows]], size[a[rows]], size_b[rows])
+        row = J.OPS[code]
+        operand_sizes = [size[args[arg_start[rows] + k]] for k in range(row.arity)]
+        bad = row.check(arenas["ints"], iarg[rows], out_size[rows], *operand_sizes)
         if bad is not None:
-            raise invalid(f"entry {int(rows[bad[0]])} ({J.NAMES[code]}): {bad[1]}")
+            raise invalid(f"entry {int(rows[bad[0]])} ({row.name}): {bad[1]}")

@@ -12,15 +12,21 @@ goes through the same encoding (:func:`encode`) and the same checks (:func:`deco
 ``op_names``    the names of the ops the tape uses; ``op`` holds positions in this list.
                 Names are mapped to this process's op table on load, so tables may differ
                 in order; a tape using an op this tapegrad does not have is refused
-``op`` ``out`` ``a`` ``b`` ``iarg`` (int64), ``p`` ``q`` (float64): the entry columns
-``offset`` ``size`` ``ndim`` ``shape_start`` ``base`` (int64), ``kind`` (int8): the nodes
+``op`` (int16), ``out`` (int32, -1: no output), ``arg_start`` ``iarg`` (int64): the entries
+``offset`` (int64), ``ndim`` ``kind`` (int8), ``base`` (int32): the nodes
+``args`` (int32): the operand lists; ``floats`` (float64): the float attributes
 ``ints`` ``shapes`` (int64), ``values`` (float64): the arenas; ``inputs`` (int64)
-``args``        UTF-8 JSON (as uint8) of the argument description: ``output``,
+``interface``   UTF-8 JSON (as uint8) of the argument description: ``output``,
                 ``in_tree``, ``specs``, ``leaf_arg``, ``argnums``, ``argnums_is_int``,
                 ``value_dependent`` (see :mod:`tapegrad.tapeargs`)
 ==============  ===========================================================================
 
-``need`` and ``live`` are not stored: they are recomputed from the validated columns.
+``need`` and ``live`` are not stored: they are recomputed from the validated columns, and so
+are each node's ``size`` and ``shape_start`` (from ``ndim`` and ``shapes``) and the trivial
+broadcast patterns of elementwise entries (synthesised by the program, never read).
+
+Version 1 (int64 columns ``a``, ``b``, ``p``, ``q``, ``size``, ``shape_start``) is refused
+with a message that asks to record the tape again.
 
 Invariants
 ----------
@@ -28,7 +34,8 @@ Invariants
   has accepted every column; every way a file can be wrong (foreign, truncated, damaged,
   tampered with, another version) is a ``ValueError`` whose message starts with
   ``"not a valid tapegrad tape:"``, except a file from a newer tapegrad, which says so.
-* A new format version bumps ``VERSION``; a reader keeps reading the older versions.
+* A new format version bumps ``VERSION``; a reader keeps reading the older versions it can
+  (version 1 cannot be: its columns are gone).
 """
 import contextlib
 import hashlib
@@ -40,14 +47,15 @@ import tapegrad.jit as J
 from tapegrad import tapeargs
 from tapegrad.tapecheck import invalid, validate
 
-FORMAT, VERSION = "tapegrad-tape", 1
+FORMAT, VERSION = "tapegrad-tape", 2
 
-ENTRY_COLUMNS = {"op": np.int64, "out": np.int64, "a": np.int64, "b": np.int64,
-                 "iarg": np.int64, "p": np.float64, "q": np.float64}
-NODE_COLUMNS = {"offset": np.int64, "size": np.int64, "ndim": np.int64,
-                "shape_start": np.int64, "kind": np.int8, "base": np.int64}
-ARRAYS = {"ints": np.int64, "shapes": np.int64, "values": np.float64, "inputs": np.int64}
-KEYS = {"format", "version", "sha256", "op_names", "args", *ENTRY_COLUMNS, *NODE_COLUMNS, *ARRAYS}
+ENTRY_COLUMNS = {"op": np.int16, "out": np.int32, "arg_start": np.int64, "iarg": np.int64}
+NODE_COLUMNS = {"offset": np.int64, "ndim": np.int8, "kind": np.int8, "base": np.int32}
+ARENAS = {"args": np.int32, "floats": np.float64, "ints": np.int64, "shapes": np.int64,
+          "values": np.float64}
+ARRAYS = {**ARENAS, "inputs": np.int64}
+STORED = {**ENTRY_COLUMNS, **NODE_COLUMNS, **ARRAYS}  # Tape fields that go into the file
+KEYS = {"format", "version", "sha256", "op_names", "interface", *STORED}
 # Tape fields the format recomputes instead of storing
 DERIVED = {"need", "live"}
 
@@ -68,18 +76,18 @@ def checksum(state):
 def encode(tape):
     """The tape as a dict of plain numpy arrays: the contents of its file, and its pickled
     state.  Raises ValueError if the tape holds a baked-in value the format cannot store."""
-    known = set(ENTRY_COLUMNS) | set(NODE_COLUMNS) | set(ARRAYS) | set(tapeargs.FIELDS) | DERIVED
+    known = set(STORED) | set(tapeargs.FIELDS) | DERIVED
     unknown = [f.name for f in fields(tape) if f.name not in known]
     if unknown:
         raise ValueError(f"cannot save this tape: the file format has no place for Tape "
                          f"field(s) {', '.join(unknown)}")
     used = np.unique(tape.op)
-    position = np.zeros(len(J.OPS), np.int64)
+    position = np.zeros(len(J.OPS), np.int16)
     position[used] = np.arange(len(used))
     state = {"format": np.array(FORMAT), "version": np.array(VERSION, np.int64),
              "op_names": np.array([J.NAMES[c] for c in used], dtype=str).reshape(-1),
-             "args": np.frombuffer(tapeargs.dumps(tape).encode(), np.uint8)}
-    for name, dtype in {**ENTRY_COLUMNS, **NODE_COLUMNS, **ARRAYS}.items():
+             "interface": np.frombuffer(tapeargs.dumps(tape).encode(), np.uint8)}
+    for name, dtype in STORED.items():
         state[name] = np.ascontiguousarray(getattr(tape, name), dtype=dtype)
     state["op"] = position[tape.op]
     state["sha256"] = checksum(state)
@@ -148,6 +156,9 @@ def decode(state):
     if version > VERSION:
         raise ValueError(f"this tape was written by a newer tapegrad, format version {version}; "
                          f"this tapegrad reads format version {VERSION} and older")
+    if version == 1:
+        raise invalid("format version 1 (written by an older tapegrad, whose columns this "
+                      "tapegrad no longer reads): record the tape again and save it anew")
     if version not in _DECODERS:
         raise invalid(f"unknown format version {version}")
     if any(not isinstance(v, np.ndarray) or v.dtype.hasobject for v in state.values()):
@@ -159,7 +170,7 @@ def decode(state):
     return _DECODERS[version](state)
 
 
-def _decode_v1(state):
+def _decode_v2(state):
     missing, extra = sorted(KEYS - set(state)), sorted(set(state) - KEYS)
     if missing or extra:
         raise invalid(f"missing entries {missing}" if missing else f"unexpected entries {extra}")
@@ -182,14 +193,14 @@ def _decode_v1(state):
     if unknown:
         raise invalid(f"it uses op(s) {', '.join(unknown)}, which this tapegrad does not "
                       "have (written by another version?)")
-    entries["op"] = np.array([J.CODES.get(name, -1) for name in names], np.int64)[op]
-    args_bytes = _column(state, "args", np.uint8)
-    meta = tapeargs.loads(args_bytes.tobytes(), len(nodes["size"]))
+    entries["op"] = np.array([J.CODES.get(name, -1) for name in names], np.int16)[op]
+    meta = tapeargs.loads(_column(state, "interface", np.uint8).tobytes(), len(nodes["kind"]))
     inputs = arrays.pop("inputs")
-    validate(entries, nodes, arrays["ints"], arrays["shapes"], arrays["values"], inputs, meta["output"])
-    tapeargs.check_inputs(meta, inputs, nodes, arrays["shapes"])
+    derived = validate(entries, nodes, arrays, inputs, meta["output"])
+    tapeargs.check_inputs(meta, inputs, {**nodes, **derived}, arrays["shapes"])
     return dict(columns=dict(entries=entries, nodes=nodes, **arrays), inputs=inputs, **meta)
 
 
 # format version -> reader; a new version adds its reader here and keeps the old ones
-_DECODERS = {1: _decode_v1}
+# (version 1 is refused above: its tapes must be recorded again)
+_DECODERS = {2: _decode_v2}

@@ -278,10 +278,12 @@ def lift(rec, op, x):
     return rec.node(value, CONST), value
 
 
-def _emit(rec, name, a, value, b=-1, ints=None, p=0.0, q=0.0):
+def _emit(rec, name, args, value, ints=None, floats=()):
+    """Record one ``name`` entry reading the nodes ``args`` (its operand list), with its
+    integer attributes ``ints`` and its row's float attributes ``floats``."""
     # C order whatever numpy chose, so that _window decides alike for every input layout
     value = np.asarray(value, dtype=np.float64, order="C")
-    return Traced(rec, rec.entry(C[name], a, value, b, ints, p, q), value)
+    return Traced(rec, rec.entry(C[name], args, value, ints, floats), value)
 
 
 # elementwise ------------------------------------------------------------------------------
@@ -289,14 +291,14 @@ def _emit(rec, name, a, value, b=-1, ints=None, p=0.0, q=0.0):
 def affine(x, p, q):
     if p == 1.0 and q == 0.0 and _recorder(x):  # x + 0, x * 1: nothing to record
         return x
-    return _emit(x._rec, "AFFINE", x._node, p * x._value + q, p=p, q=q)
+    return _emit(x._rec, "AFFINE", (x._node,), p * x._value + q, floats=(p, q))
 
 
-def unary(name, eager, x, p=0.0):
+def unary(name, eager, x, floats=()):
     """An elementwise map op (EXP, LOG, ..., POWC) on a Traced value."""
     with np.errstate(all="ignore"):
         value = eager(x._value)
-    return _emit(x._rec, name, x._node, value, p=p)
+    return _emit(x._rec, name, (x._node,), value, floats=floats)
 
 
 _EAGER = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply, "DIV": np.divide,
@@ -307,7 +309,7 @@ def binary(name, x, y):
     """``x <name> y`` with numpy broadcasting; at least one of x, y is Traced."""
     if name == "POW" and isinstance(x, Traced) and is_number(y):
         p = float(y)
-        return unary("POWC", lambda v: v * v if p == 2.0 else np.power(v, p), x, p=p)
+        return unary("POWC", lambda v: v * v if p == 2.0 else np.power(v, p), x, (p,))
     if name in ("ADD", "SUB", "MUL") and (is_number(x) or is_number(y)):
         t, c, c_first = (y, float(x), True) if is_number(x) else (x, float(y), False)
         if name == "ADD":
@@ -319,14 +321,44 @@ def binary(name, x, y):
     op = name.lower()
     xn, xv = lift(rec, op, x)
     yn, yv = lift(rec, op, y)
-    out = S.broadcast(op, xv.shape, yv.shape)
-    pattern = S.zip_pattern(xv.shape, yv.shape, out)
-    if pattern is None:  # more than two broadcast axes: make both operands full-size first
-        x, y = (broadcast_to(Traced(rec, n, v), out) for n, v in ((xn, xv), (yn, yv)))
-        return binary(name, x, y)
+    if xv.shape == yv.shape:  # no broadcast: the program synthesises the trivial block
+        pattern = None
+    else:
+        out = S.broadcast(op, xv.shape, yv.shape)
+        pattern = S.zip_pattern(xv.shape, yv.shape, out)
+        if pattern is None:  # more than two broadcast axes: make both operands full-size first
+            x, y = (broadcast_to(Traced(rec, n, v), out) for n, v in ((xn, xv), (yn, yv)))
+            return binary(name, x, y)
     with np.errstate(all="ignore"):
         value = _EAGER[name](xv, yv)
-    return _emit(rec, name, xn, value, yn, ints=pattern)
+    return _emit(rec, name, (xn, yn), value, ints=pattern)
+
+
+def where(cond, x, y):
+    """numpy.where(cond, x, y) for a condition known when recording (a boolean or numeric
+    array, or the result of comparing traced values): one WHERE entry reading the condition
+    as a constant node, x and y, all broadcast to the output shape first.  The gradient
+    flows to x where the condition holds and to y elsewhere."""
+    if isinstance(cond, Traced):
+        raise TypeError("where: the condition must be known when recording (a boolean array, or "
+                        "a comparison such as x > 0), not a traced value")
+    rec = _recorder(x, y)
+    c = np.asarray(cond)
+    if c.dtype.kind not in "biuf":
+        raise TypeError(f"where: unsupported condition of dtype {c.dtype}")
+    shapes = [np.shape(v._value if isinstance(v, Traced) else v) for v in (x, y)]
+    out = S.broadcast("where", c.shape, *shapes)
+    nodes = [rec.node(np.ascontiguousarray(np.broadcast_to(c, out), np.float64), CONST)]
+    values = []
+    for v in (x, y):
+        if isinstance(v, Traced):
+            v = broadcast_to(v, out)
+            node, value = v._node, v._value
+        else:
+            node, value = lift(rec, "where", np.broadcast_to(_as_float_array("where", v), out).copy())
+        nodes.append(node)
+        values.append(value)
+    return _emit(rec, "WHERE", tuple(nodes), np.where(c, values[0], values[1]))
 
 
 # axis ops ---------------------------------------------------------------------------------
@@ -361,7 +393,8 @@ def reduce(name, x, axis=None, keepdims=False, mean=False):
         q = (1.0 / count if count else np.nan) if (mean and last) else 1.0
         with np.errstate(all="ignore"):
             value = _EAGER_REDUCE[name](x._value, axis=run, keepdims=keepdims) * q
-        x = _emit(x._rec, name, x._node, value, ints=S.reduce_block(x.shape, run), q=q)
+        x = _emit(x._rec, name, (x._node,), value, ints=S.reduce_block(x.shape, run),
+                  floats=(q,) if name == "SUM" else ())
     return x
 
 
@@ -379,7 +412,7 @@ def softmax(x, axis=-1):
     lse = np_logsumexp(x._value, runs[0], True)
     with np.errstate(all="ignore"):
         value = np.exp(x._value - lse)
-    return _emit(x._rec, "SOFTMAX", x._node, value, ints=S.reduce_block(x.shape, runs[0]))
+    return _emit(x._rec, "SOFTMAX", (x._node,), value, ints=S.reduce_block(x.shape, runs[0]))
 
 
 # linear algebra ---------------------------------------------------------------------------
@@ -394,7 +427,7 @@ def matmul(x, y):
     yn, yv, sb = _batch_operand(rec, yn, yv, batch, (k, n))
     value = np.matmul(xv, yv)
     (xn, ta), (yn, tb) = _stored_transposed(rec, xn, sa), _stored_transposed(rec, yn, sb)
-    return _emit(rec, "MATMUL", xn, value.reshape(result), yn, ints=(m, k, n, nbatch, sa, sb, ta, tb))
+    return _emit(rec, "MATMUL", (xn, yn), value.reshape(result), ints=(m, k, n, nbatch, sa, sb, ta, tb))
 
 
 def _stored_transposed(rec, node, stride):
@@ -451,7 +484,7 @@ def gather(x, select):
     """A GATHER entry for ``select`` (numpy indexing or layout op applied to positions)."""
     shape, idx = S.index_map(x.shape, select)
     value = x._value.ravel()[idx].reshape(shape)
-    return _emit(x._rec, "GATHER", x._node, value, ints=idx)
+    return _emit(x._rec, "GATHER", (x._node,), value, ints=idx)
 
 
 def transpose(x, axes=None):

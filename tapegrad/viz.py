@@ -1,4 +1,5 @@
-"""Pictures of a tape: Graphviz DOT text, rendered SVG/PNG, and Jupyter's rich display.
+"""Printing and pictures of a tape: its printout, Graphviz DOT text, rendered SVG/PNG, and
+Jupyter's rich display.
 
 The graph has one node per entry output and one per input, constant or view node that
 the tape uses, named as in the tape's printout (``n7`` is node 7, so ``3: MUL(3, 5) -> 7``
@@ -22,6 +23,7 @@ import os
 import numpy as np
 
 import tapegrad.jit as J
+from tapegrad.program import replayed
 from tapegrad.recorder import ALIAS, CONST, INPUT
 
 INSTALL_HINT = ("install the graphviz Python package (pip install graphviz) and the Graphviz "
@@ -39,16 +41,16 @@ def op_name(tape, i):
 
 def operands(tape, i):
     """The nodes entry ``i`` reads, in order (a node read twice appears twice)."""
-    return (int(tape.a[i]),) if tape.b[i] < 0 else (int(tape.a[i]), int(tape.b[i]))
+    return tape.operands(i)
 
 
 def entry_call(tape, i):
     """Entry ``i`` as the printout writes its operation, e.g. ``POWC(0; p=2)``."""
-    return tape.entry_str(i).split(": ", 1)[1].rsplit(" -> ", 1)[0]
+    return entry_str(tape, i).split(": ", 1)[1].rsplit(" -> ", 1)[0]
 
 
 def output_node(tape, i):
-    """The node entry ``i`` writes."""
+    """The node entry ``i`` writes, or -1 if it writes none (a row with ``outputs = 0``)."""
     return int(tape.out[i])
 
 
@@ -80,19 +82,55 @@ def differentiated_inputs(tape):
 
 
 def is_replayed(tape, i):
-    """Whether the output depends on entry ``i`` (otherwise replays skip it)."""
-    return bool(tape.live[tape.out[i]])
+    """Whether replays run entry ``i``: the output depends on it, or it writes no node."""
+    return bool(tape.out[i] < 0 or tape.live[tape.out[i]])
 
 
 def program_entries(tape):
     """The tape entry of each row of the interpreter's program (the replayed entries)."""
-    rows = np.flatnonzero(tape.live[tape.out] != 0)
+    rows = np.flatnonzero(replayed(tape))
     assert len(rows) == len(tape._prog), "the program no longer holds one row per live entry"
     return rows
 
 
+def operand_label(k):
+    """The name of operand position ``k`` in pictures and traces: a, b, c, ..."""
+    return "abcdefghijklmnopqrstuvwxyz"[k] if k < 26 else str(k)
+
+
 def shape_str(shape):
     return "(" + ",".join(map(str, shape)) + ")"
+
+
+def entry_str(tape, i):
+    """``i: OP(operands; attributes) -> out (shape)``: the operand list (an operand BLAS
+    reads transposed as ``k.T``), then the float attributes by name (a SUM's scale only
+    when not 1), or else a reduction's (pre, m, post) or a MATMUL's first six integers; an
+    entry without output ends at the parenthesis."""
+    row = J.OPS[tape.op[i]]
+    ops = [str(k) for k in tape.operands(i)]
+    if row.name == "MATMUL":
+        flags = tape.ints[tape.iarg[i] + 6:tape.iarg[i] + 8]
+        ops = [k + (".T" if t else "") for k, t in zip(ops, flags)]
+    shown = [f"{name}={v:g}" for name, v in tape.entry_floats(i).items()
+             if not (name == "scale" and v == 1.0)]
+    if not shown and row.family in ("reduce", "linalg"):
+        k = 6 if row.family == "linalg" else 3
+        shown = [",".join(str(v) for v in tape.ints[tape.iarg[i]:tape.iarg[i] + k])]
+    attrs = "; " + ", ".join(shown) if shown else ""
+    head = f"{i}: {row.name}({', '.join(ops)}{attrs})"
+    out = tape.out[i]
+    return head if out < 0 else f"{head} -> {out} {shape_str(tape.shape(out))}"
+
+
+def tape_str(tape):
+    """The printout: a summary line, the inputs, constants and output, then every entry."""
+    leaves = ", ".join(f"{n} {shape_str(tape.shape(n))}" for n in tape.inputs)
+    consts = int(np.sum(tape.kind == CONST))
+    head = (f"Tape: {len(tape)} entries, {tape.n_nodes} nodes, {len(tape.values)} floats\n"
+            f"inputs: {leaves or '-'}; constants: {consts}; output: {tape.output} "
+            f"{shape_str(tape.shape(tape.output))}")
+    return "\n".join([head] + [entry_str(tape, i) for i in range(len(tape))])
 
 
 def summary(value, digits=4):
@@ -109,7 +147,7 @@ def summary(value, digits=4):
 def graph_nodes(tape):
     """The tape nodes the graph draws, in increasing order: entry outputs, inputs, the
     output, every operand, and the storage owner of every view among these."""
-    used = {output_node(tape, i) for i in range(len(tape))}
+    used = {output_node(tape, i) for i in range(len(tape))} - {-1}
     used |= {int(n) for n in tape.inputs} | {int(tape.output)}
     for i in range(len(tape)):
         used.update(operands(tape, i))
@@ -118,15 +156,17 @@ def graph_nodes(tape):
 
 
 def graph_edges(tape):
-    """(source node, target node, operand label or 'view') for every edge of the graph."""
+    """(source node, target node, operand label or 'view') for every edge of the graph; an
+    entry without output is its own graph node, named by the target ``"e<i>"``."""
     edges = []
     for node in graph_nodes(tape):
         if node_role(tape, node) == "view":
             edges.append((storage_owner(tape, node), node, "view"))
     for i in range(len(tape)):
         ops = operands(tape, i)
+        dst = output_node(tape, i)
         for k, src in enumerate(ops):
-            edges.append((src, output_node(tape, i), "ab"[k] if len(ops) > 1 else ""))
+            edges.append((src, dst if dst >= 0 else f"e{i}", operand_label(k) if len(ops) > 1 else ""))
     return edges
 
 
@@ -187,9 +227,12 @@ def to_dot(tape, values=False, grads=None):
     for node in graph_nodes(tape):
         label = _quote(_node_label(tape, node, producer, values, grads, diff))
         lines.append(f"  n{node} [label={label}, {_node_attrs(tape, node, producer)}];")
+    for i in range(len(tape)):
+        if output_node(tape, i) < 0:
+            lines.append(f"  e{i} [label={_quote(f'{i}: {entry_call(tape, i)}')}, shape=diamond];")
     for src, dst, kind in graph_edges(tape):
         attrs = " [style=dashed]" if kind == "view" else (f' [label="{kind}"]' if kind else "")
-        lines.append(f"  n{src} -> n{dst}{attrs};")
+        lines.append(f"  n{src} -> {dst if isinstance(dst, str) else f'n{dst}'}{attrs};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -250,8 +293,9 @@ def html_table(tape, with_graph=True):
             "<th>printed</th></tr>"]
     for i in range(min(len(tape), _HTML_MAX_ROWS)):
         out = output_node(tape, i)
-        cells = [str(i), op_name(tape, i), ", ".join(map(str, operands(tape, i))), str(out),
-                 shape_str(tape.shape(out)), tape.entry_str(i)]
+        cells = [str(i), op_name(tape, i), ", ".join(map(str, operands(tape, i))),
+                 str(out) if out >= 0 else "-", shape_str(tape.shape(out)) if out >= 0 else "-",
+                 tape.entry_str(i)]
         style = "" if is_replayed(tape, i) else ' style="color:gray"'
         rows.append(f"<tr{style}>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     more = len(tape) - _HTML_MAX_ROWS

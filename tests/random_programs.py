@@ -72,7 +72,7 @@ def _key(key):
 # where each kind of step names its operand nodes (other ints are axes or indices)
 OPERANDS = {"unary": (2,), "affine": (1,), "powc": (1,), "binary": (2, 3), "const": (2,),
             "reduce": (2,), "softmax": (1,), "matmul": (1, 2), "reshape": (1,), "T": (1,),
-            "transpose": (1,), "broadcast_to": (1,), "index": (1,)}
+            "transpose": (1,), "broadcast_to": (1,), "index": (1,), "where": (2, 3)}
 
 
 def apply(step, nodes, lib):
@@ -106,6 +106,13 @@ def apply(step, nodes, lib):
         return _ag("broadcast_to", args[0], args[1]) if ag else tnp.broadcast_to(args[0], args[1])
     if kind == "index":
         return args[0][_key(args[1])]
+    if kind == "where":
+        mask, x, y = np.array(args[0], bool), args[1], args[2]
+        if not ag:
+            return tnp.where(mask, x, y)
+        shape = np.broadcast_shapes(mask.shape, np.shape(x), np.shape(y))
+        # autograd's where does not sum the adjoint of a broadcast operand: broadcast first
+        return anp.where(mask, _ag("broadcast_to", x, shape), _ag("broadcast_to", y, shape))
     raise AssertionError(kind)
 
 
@@ -339,9 +346,29 @@ class Builder:
             return None
         return self.add(("matmul", i, j))
 
+    def where(self):
+        """where(mask, i, j) for a random mask known when recording, broadcast with both."""
+        i = self.pick()
+
+        def fits(a, b):
+            try:
+                shape = np.broadcast_shapes(a.shape, b.shape)
+            except ValueError:
+                return False
+            return int(np.prod(shape)) <= MAX_SIZE and len(shape) <= 4
+
+        j = self.partner(i, fits)
+        if j is None:
+            return None
+        shape = np.broadcast_shapes(self.vals[i].shape, self.vals[j].shape)
+        shape = shape[self.draw(st.integers(0, len(shape))):]  # the mask may broadcast too
+        n = int(np.prod(shape, dtype=np.int64))
+        mask = np.array(self.draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool).reshape(shape)
+        return self.add(("where", _tuples(mask.tolist()), i, j))
+
     def step(self):
         kind = self.choice(["unary"] * 3 + ["binary"] * 6 + ["reduce", "softmax", "constant"]
-                           + ["matmul"] * 3 + ["view"] * 3)
+                           + ["matmul"] * 3 + ["view"] * 3 + ["where"])
         if kind == "view":
             i = self.pick(lambda v: v.ndim >= 1)
             return None if i is None else self.view(i)

@@ -192,3 +192,23 @@ def test_the_shortcut_never_applies_to_a_shared_storage_otherwise():
         for row, (ma, mb) in zip(tape._prog, _modes(tape)):
             if J.NAMES[row[0]] in ("MUL", "MATMUL"):
                 assert (ma, mb) == (J.ADD, J.ADD)
+
+
+def test_an_n_ary_entry_later_on_the_tape_keeps_an_earlier_entry_from_assigning():
+    """WHERE (three operands, read from the program's operand table) adds into x's adjoint
+    and comes after ``x * w`` on the tape, so the backward sweep visits it first: MUL must
+    add to x's adjoint, not assign it (the first-contributor condition counts every
+    operand of every entry, not only the a and b of unary and binary ones)."""
+    mask, w = np.array([True, False, True, False]), np.arange(1.0, 5.0)
+    f = lambda x: tnp.sum(tnp.sin(tnp.where(mask, x, x * w)))  # noqa: E731
+    x = V.copy()
+    tape = tg.record(f, x)
+    mul = [m for row, m in zip(tape._prog, _modes(tape)) if J.NAMES[row[0]] == "MUL"]
+    assert mul == [(J.ADD, 0)]
+    inner = np.where(mask, x, x * w)
+    expected = np.cos(inner) * np.where(mask, 1.0, w)
+    np.testing.assert_allclose(tape.gradient(x), expected, rtol=1e-13)
+    np.testing.assert_allclose(tg.grad(f)(np.asfortranarray(x)), expected, rtol=1e-13)
+    where = int(np.flatnonzero(tape._prog[:, 0] == J.CODES["WHERE"])[0])
+    start = tape._prog[where, 5]  # the (offset, mode) pairs of its operands
+    assert tape._ints[start + 1:start + 6:2].tolist() == [0, J.ADD, J.ADD]  # the condition: none

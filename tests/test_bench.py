@@ -13,7 +13,7 @@ import pytest
 
 import tapegrad as tg
 import tapegrad.numpy as tnp
-from tapegrad import cli
+from tapegrad import cli, tapefile
 from tapegrad.bench import models as M
 from tapegrad.bench import registry, report, timing
 from tapegrad.bench import workloads as W
@@ -86,14 +86,23 @@ def test_headline_mlp_row_records_the_user_style_model_and_the_extra_row_the_fus
 
 # --- recording cost and size ------------------------------------------------------------------
 
-def test_tape_nbytes_counts_columns_arenas_and_the_program():
+def test_tape_nbytes_counts_the_stored_arrays_and_program_nbytes_the_derived_ones():
     x = np.linspace(-1, 1, 50)
     tape = tg.record(M.rosenbrock_loop, x)
-    columns = sum(getattr(tape, f.name).nbytes for f in fields(tape)
-                  if isinstance(getattr(tape, f.name), np.ndarray))
-    program = tape._prog.nbytes + tape._attrs.nbytes + tape._zero.nbytes
-    assert program > 0 and tape.nbytes == columns + program
+    state = tapefile.encode(tape)
+    stored = sum(state[name].nbytes for name in tapefile.STORED)
+    assert tape.nbytes == stored
+    derived = {f.name for f in fields(tape) if isinstance(getattr(tape, f.name), np.ndarray)} - set(tapefile.STORED)
+    assert derived == {"need", "live"}
+    program = tape._prog.nbytes + tape._attrs.nbytes + tape._zero.nbytes + tape._ints.nbytes
+    assert program > 0 and tape.program_nbytes > program + tape.need.nbytes + tape.size.nbytes
     assert tg.record(M.rosenbrock_loop, np.linspace(-1, 1, 500)).nbytes > 5 * tape.nbytes
+
+
+def test_the_stored_scalar_loop_tape_takes_at_most_64_bytes_per_entry():
+    tape = tg.record(M.rosenbrock_loop, np.linspace(-1, 1, 10 ** 4))
+    assert len(tape) == M.loop_ops(10 ** 4) - 1
+    assert tape.nbytes / len(tape) <= 64.0
 
 
 def test_record_workload_times_recording_and_checks_the_recorded_gradient():
@@ -107,7 +116,7 @@ def test_record_workload_times_recording_and_checks_the_recorded_gradient():
     assert set(by) == {"tapegrad", "numpy"}  # a system without a record method has no row
     assert by["tapegrad"].status == OK and by["tapegrad"].nbytes == prepared.nbytes
     lines = report.notes(timing.add_ratios(results))
-    assert len(lines) == 2 and "bytes per entry" in lines[0] and "per operation (312 operations)" in lines[0]
+    assert len(lines) == 2 and "bytes per entry stored" in lines[0] and "in the derived program" in lines[0] and "per operation (312 operations)" in lines[0]
     assert "evaluating the program on floats" in lines[1]
     bad = Timed(lambda: None, lambda: p.reference * 2)
     res, fn = timing.setup(type("Bad", (System,), {"name": "bad", "module": "numpy",

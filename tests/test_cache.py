@@ -167,3 +167,51 @@ def test_tapegrad_differentiates_with_a_damaged_cache_file(tmp_path):
     g, status, hits = _run(tmp_path, code, NUMBA_CACHE_DIR=str(cache)).split()
     assert abs(float(g) - 2 * 2.718281828459045) < 1e-12 and status == "disk" and hits == "0"
     assert _run(tmp_path, code, NUMBA_CACHE_DIR=str(cache)).split()[1:] == ["disk", "1"]
+
+
+# --- loading without numba's compiler registries ------------------------------------------
+
+MAIN_ALLOCATES = textwrap.dedent("""
+    from compile import kernel
+    from rules import value
+
+    @kernel(allocates=True)
+    def run(x):
+        text = "ab" * 2  # a new string: allocates (numba's runtime) and hashes (its hash secret)
+        return x + value() if hash(text) == hash("abab") else -1.0
+""")
+PROBE_LOAD = ("import sys, main; print(main.run(0.0), sum(main.run.stats.cache_hits.values()), "
+              "'numba.np.arraymath' in sys.modules)")
+# Rewrites every data file with one more external symbol in its list, sealed again.
+ADD_SYMBOL = textwrap.dedent("""
+    import glob, pickle, compile
+    for path in glob.glob({pattern!r}, recursive=True):
+        with open(path, "rb") as f:
+            symbols, reduced = pickle.loads(compile._opened(f.read()))
+        with open(path, "wb") as f:
+            f.write(compile._sealed(pickle.dumps((symbols + [{symbol!r}], reduced), protocol=-1)))
+        print(path)
+""")
+
+
+def test_a_cached_kernel_loads_without_the_compiler_registries(tmp_path):
+    """numba.np.arraymath stands for the registries numba's own cache imports before every
+    load (scipy.linalg with it); the runtime and hash symbols of this kernel resolve without."""
+    folder, cache = _package(tmp_path, MAIN_ALLOCATES), tmp_path / "cache"
+    assert _run(folder, PROBE_LOAD, NUMBA_CACHE_DIR=str(cache)) == "1.0 0 True"  # compiled
+    assert _run(folder, PROBE_LOAD, NUMBA_CACHE_DIR=str(cache)) == "1.0 1 False"
+
+
+def test_a_cached_kernel_with_unknown_symbols_refreshes_numba_or_compiles(tmp_path):
+    """A symbol only numba's registries define (its string-hash secret) makes the load refresh
+    the context first, as numba does; a symbol nobody defines makes it a cache miss, never a
+    call into unlinked code."""
+    folder, cache = _package(tmp_path, MAIN_STAMPED), tmp_path / "cache"
+    assert _run(folder, PROBE_LOAD, NUMBA_CACHE_DIR=str(cache)) == "1.0 0 True"
+    assert _run(folder, PROBE_LOAD, NUMBA_CACHE_DIR=str(cache)) == "1.0 1 False"
+    pattern = str(cache / "**" / "main.run-*.nbc")
+    _run(folder, ADD_SYMBOL.format(pattern=pattern, symbol="_numba_hashsecret_siphash_k0"))
+    assert _run(folder, PROBE_LOAD, NUMBA_CACHE_DIR=str(cache)) == "1.0 1 True"
+    _run(folder, ADD_SYMBOL.format(pattern=pattern, symbol="tapegrad_no_such_symbol"))
+    assert _run(folder, PROBE_LOAD, NUMBA_CACHE_DIR=str(cache)) == "1.0 0 True"
+    assert _run(folder, PROBE_LOAD, NUMBA_CACHE_DIR=str(cache)) == "1.0 1 False"

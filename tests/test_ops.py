@@ -15,7 +15,7 @@ import pytest
 import tapegrad as tg
 import tapegrad.jit as J
 import tapegrad.numpy as tnp
-from tapegrad.jit import interpreter
+from tapegrad.jit import dispatch, gen_dispatch
 
 R = "real"      # inputs drawn from N(0, 1)
 POS = "pos"     # inputs drawn from U(0.5, 2)
@@ -42,6 +42,25 @@ def axis_cases(fn, domain=R):
     return out
 
 
+MASK = np.array([[True, False, True, True], [False, False, True, False], [True, True, False, True]])
+FLOAT_MASK = np.array([0.0, -2.0, np.nan, 1.0])  # numpy's truth: nonzero (NaN too) is true
+
+
+def where_cases():
+    """WHERE with a condition known when recording: same shapes, broadcasts of every
+    operand (condition included), constants, one node on both sides, numpy's own where."""
+    return [(lambda x, y: tnp.where(MASK, x, y), ((3, 4), (3, 4)), R),
+            (lambda x, y: tnp.where(MASK, x, y), ((4,), ()), R),
+            (lambda x, y: tnp.where(MASK[1], x, y), ((3, 1), (3, 4)), R),
+            (lambda x, y: tnp.where(FLOAT_MASK, x, y), ((2, 4), (4,)), R),
+            (lambda x: tnp.where(MASK, x, 2.0), ((3, 4),), R),
+            (lambda x: tnp.where(MASK, np.arange(4.0), tnp.sin(x)), ((4,),), R),
+            (lambda x: tnp.where(MASK, x, x * x), ((3, 4),), R),
+            (lambda x: tnp.where(MASK, x, x), ((3, 4),), R),
+            (lambda x: np.where(MASK[0], x, -x), ((4,),), R),
+            (lambda x, y: np.where(True, x, y) + np.where(0, x, y), ((), ()), R)]
+
+
 CASES = {
     "AFFINE": unary(lambda x: 2.5 * x - 1.0) + unary(lambda x: 3.0 - x) + unary(lambda x: -x),
     "POWC": unary(lambda x: x ** 2) + unary(lambda x: x ** 3.0) + unary(lambda x: x ** 0.5, POS)
@@ -60,6 +79,7 @@ CASES = {
     "DIV": binary(lambda a, b: a / b, POS) + unary(lambda x: x / 4.0) + unary(lambda x: 2.0 / x, POS),
     "POW": binary(lambda a, b: a ** b, POS) + unary(lambda x: 2.0 ** x),
     "MAXIMUM": binary(tnp.maximum),
+    "WHERE": where_cases(),
     "SUM": axis_cases(tnp.sum) + axis_cases(tnp.mean),
     "MAX": axis_cases(tnp.max),
     "LOGSUMEXP": axis_cases(tnp.logsumexp),
@@ -84,9 +104,30 @@ def test_every_opcode_has_cases():
     assert set(CASES) == set(J.NAMES)
 
 
+def test_generated_dispatch_is_up_to_date():
+    """jit/dispatch.py is generated from the op table; after changing a row or a family
+    template, regenerate it with: python -m tapegrad.jit.gen_dispatch"""
+    with open(gen_dispatch.PATH) as f:
+        committed = f.read()
+    assert committed == gen_dispatch.source(), (
+        "tapegrad/jit/dispatch.py differs from the generator's output: run "
+        "python -m tapegrad.jit.gen_dispatch")
+    assert J.forward_sweep is dispatch.forward_sweep and J.backward_sweep is dispatch.backward_sweep
+
+
+def test_a_stale_dispatch_refuses_to_run(monkeypatch):
+    """Sweeps generated for another table would skip an op in silence: they are never used."""
+    from tapegrad.jit import interpreter
+    monkeypatch.setattr(dispatch, "TABLE", dispatch.TABLE[:-1])
+    forward, backward = interpreter.load_sweeps()
+    for sweep in (forward, backward):
+        with pytest.raises(RuntimeError, match="python -m tapegrad.jit.gen_dispatch"):
+            sweep()
+
+
 def test_interpreter_has_one_branch_per_opcode():
     """Both sweeps compare the opcode with each table constant once, calling that row's rule."""
-    for sweep, rules in ((interpreter.forward_sweep, "F"), (interpreter.backward_sweep, "B")):
+    for sweep, rules in ((dispatch.forward_sweep, "F"), (dispatch.backward_sweep, "B")):
         tree = ast.parse(inspect.getsource(sweep.py_func))
         branches = {}
         for node in ast.walk(tree):

@@ -40,7 +40,8 @@ def mixed(x, W, idx, scale):
     g = x[idx] + tnp.log(1.0 + x[1:] ** 2) + tnp.log1p(x[:2] ** 2)
     M = W.T @ W + np.ones((2, 2)) + W * x[:2].reshape(2, 1) + (W + x[1:])
     return (tnp.sum(h * g) * scale + tnp.max(M) + tnp.sum(tnp.logsumexp(M, axis=0))
-            + tnp.sum(tnp.softmax(M, axis=1)[0] * tnp.mean(M, axis=1)))
+            + tnp.sum(tnp.softmax(M, axis=1)[0] * tnp.mean(M, axis=1))
+            + tnp.sum(tnp.where(np.array([True, False]), g, h)))
 
 
 def mixed_args(rng):
@@ -106,7 +107,8 @@ def test_round_trip_replays_equal(tmp_path, case, how):
               "pickle": lambda: pickle.loads(pickle.dumps(tape)),
               "deepcopy": lambda: copy.deepcopy(tape)}[how]()
     assert str(loaded) == str(tape)
-    for name in ("op", "out", "a", "b", "iarg", "offset", "size", "base", "need", "live", "values"):
+    for name in ("op", "out", "arg_start", "args", "iarg", "floats", "offset", "ndim", "size",
+                 "shape_start", "base", "need", "live", "values"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(tape, name))
     assert (loaded.in_tree, loaded.specs, loaded.argnums) == (tape.in_tree, tape.specs, tape.argnums)
     for seed in (1, 2):
@@ -140,10 +142,10 @@ def test_file_holds_plain_arrays_only(tmp_path):
     with np.load(tmp_path / "t.npz", allow_pickle=False) as data:
         assert set(data.files) == tapefile.KEYS
         assert all(data[k].dtype != object for k in data.files)
-        assert str(data["format"]) == "tapegrad-tape" and int(data["version"]) == 1
+        assert str(data["format"]) == "tapegrad-tape" and int(data["version"]) == 2
         names = data["op_names"].tolist()
         assert {J.NAMES[c] for c in tape.op} == set(names)
-        args = json.loads(data["args"].tobytes())
+        args = json.loads(data["interface"].tobytes())
     assert args["in_tree"][0] == "tuple" and args["argnums"] == [0]
 
 
@@ -203,9 +205,9 @@ def test_dataclass_defined_in_a_function_cannot_be_saved(tmp_path):
 def _edited_args(tape, edit):
     """The tape's encoded state with its JSON argument description edited, resealed."""
     state = tapefile.encode(tape)
-    doc = json.loads(state["args"].tobytes())
+    doc = json.loads(state["interface"].tobytes())
     edit(doc)
-    state["args"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
+    state["interface"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
     state["sha256"] = tapefile.checksum(state)
     return state
 
@@ -242,10 +244,14 @@ def test_classes_are_found_only_among_imported_modules():
 def test_newer_and_older_files_say_so(tmp_path):
     tape, _ = record("mixed")
     state = tapefile.encode(tape)
-    state["version"] = np.array(2)
+    state["version"] = np.array(3)
     np.savez(tmp_path / "new.npz", **state)
-    with pytest.raises(ValueError, match="written by a newer tapegrad, format version 2"):
+    with pytest.raises(ValueError, match="written by a newer tapegrad, format version 3"):
         tg.Tape.load(tmp_path / "new.npz")
+    state["version"] = np.array(1)
+    np.savez(tmp_path / "v1.npz", **state)
+    with pytest.raises(ValueError, match="not a valid tapegrad tape: format version 1 .*record the tape again"):
+        tg.Tape.load(tmp_path / "v1.npz")
     old = {k: v for k, v in state.items() if k not in ("format", "version", "sha256")}
     np.savez(tmp_path / "old.npz", **old, meta=np.frombuffer(pickle.dumps({}), np.uint8))
     with pytest.raises(ValueError, match="not a valid tapegrad tape: no 'format' entry"):
@@ -257,34 +263,40 @@ def test_newer_and_older_files_say_so(tmp_path):
 def test_unpickling_validates(no_replay_kernels):
     tape, _ = record("mixed")
     state = tapefile.encode(tape)
-    state["a"] = state["a"].copy()
-    state["a"][-1] = 10 ** 6
+    state["args"] = state["args"].copy()
+    state["args"][-1] = 10 ** 6
     state["sha256"] = tapefile.checksum(state)
     blank = object.__new__(tg.Tape)
-    with pytest.raises(ValueError, match="not a valid tapegrad tape: entry .* operand a"):
+    with pytest.raises(ValueError, match="not a valid tapegrad tape: entry .* operand that is not an earlier node"):
         blank.__setstate__(state)
 
 
-# (check, ints of one entry, output size, a size, b size, reason or None)
+# (check, ints of one entry, output size, a size, b size (None: one operand), reason or None)
 CHECKS = [
-    ("elementwise", None, 3, 3, 0, None), ("elementwise", None, 3, 2, 0, "operand size"),
+    ("elementwise", None, 3, 3, None, None), ("elementwise", None, 3, 2, None, "operand size"),
+    ("elementwise", (0,), 3, 3, None, "no integer attributes"),
+    ("zip_block", None, 6, 6, 6, None),                       # no pattern: both full size
+    ("zip_block", None, 6, 6, 3, "no broadcast pattern"),      # a pattern is never synthesised for b
+    ("zip_block", None, 6, 1, 6, "no broadcast pattern"),
+    ("same_size", None, 4, 4, 4, None), ("same_size", None, 4, 4, 1, "operand 1 size"),
+    ("same_size", (0,), 4, 4, 4, "no integer attributes"),
     ("zip_block", (2, 3, 3, 1, 0, 1), 6, 6, 3, None),        # a full, b a broadcast row
     ("zip_block", (2, 3, 1, 0, 0, 0), 6, 2, 1, None),        # a column, b a scalar
     ("zip_block", (2, 3, 3, 1, 0, 1), 6, 5, 3, "operand a"),  # a one element short
     ("zip_block", (2, 3, 2, 1, 0, 1), 6, 6, 3, "operand a"),  # overlapping rows
     ("zip_block", (2, 3, 3, 2, 0, 1), 6, 6, 3, "operand a"),  # a stride the kernel ignores
     ("zip_block", (2, 2, 2, 1, 0, 1), 6, 6, 3, "block"),
-    ("reduce", (2, 3, 4), 8, 24, 0, None), ("reduce", (2, 3, 4), 6, 24, 0, "pre * post"),
-    ("reduce", (2, 0, 4), 8, 0, 0, None), ("reduce_nonempty", (2, 0, 4), 8, 0, 0, "empty axis"),
-    ("reduce", (2, -3, -4), 8, 24, 0, "negative"), ("along_axis", (2, 3, 4), 24, 24, 0, None),
-    ("along_axis", (2, 3, 4), 8, 24, 0, "output size"),
+    ("reduce", (2, 3, 4), 8, 24, None, None), ("reduce", (2, 3, 4), 6, 24, None, "pre * post"),
+    ("reduce", (2, 0, 4), 8, 0, None, None), ("reduce_nonempty", (2, 0, 4), 8, 0, None, "empty axis"),
+    ("reduce", (2, -3, -4), 8, 24, None, "negative"), ("along_axis", (2, 3, 4), 24, 24, None, None),
+    ("along_axis", (2, 3, 4), 8, 24, None, "output size"),
     ("matmul", (2, 3, 4, 5, 6, 0, 0, 1), 40, 30, 12, None),
     ("matmul", (2, 3, 4, 5, 5, 0, 0, 0), 40, 30, 12, "batch strides"),
     ("matmul", (2, 3, 4, 5, 6, 0, 2, 0), 40, 30, 12, "transpose flags"),
     ("matmul", (2, 3, 4, 5, 0, 0, 0, 0), 40, 30, 12, "operand a"),
     ("matmul", (2 ** 40, 2 ** 40, 1, 1, 0, 0, 0, 0), 2 ** 40, 1, 2 ** 40, "operand a"),  # m*k overflows
-    ("gather", (0, 2, 2), 3, 3, 0, None), ("gather", (0, 3, 2), 3, 3, 0, "outside its operand"),
-    ("gather", (0, -1, 2), 3, 3, 0, "outside its operand"), ("gather", (0, 1), 3, 3, 0, "ints arena"),
+    ("gather", (0, 2, 2), 3, 3, None, None), ("gather", (0, 3, 2), 3, 3, None, "outside its operand"),
+    ("gather", (0, -1, 2), 3, 3, None, "outside its operand"), ("gather", (0, 1), 3, 3, None, "ints arena"),
 ]
 
 
@@ -292,14 +304,57 @@ CHECKS = [
 def test_op_checks(check, attrs, out, a, b, reason):
     ints = np.array([9, 9] + list(attrs or ()), np.int64)
     iarg = np.array([2 if attrs else -1], np.int64)
-    found = getattr(J.checks, check)(ints, iarg, *(np.array([v], np.int64) for v in (out, a, b)))
+    sizes = (out, a) if b is None else (out, a, b)
+    found = getattr(J.checks, check)(ints, iarg, *(np.array([v], np.int64) for v in sizes))
     assert found is None if reason is None else reason in found[1]
 
 
-def test_every_array_op_names_a_check():
+def test_every_op_names_a_check():
     assert all(callable(row.check) for row in J.OPS)
     with pytest.raises(TypeError, match="must name the check"):
-        J.optable.Op("NEW", "array", 1, None, None, "doc")
+        J.optable.Op("NEW", "reduce", 1, None, None, "doc", None)
+    with pytest.raises(ValueError, match="unknown family"):
+        J.optable.Op("NEW", "array", 1, None, None, "doc", J.checks.gather)
+    with pytest.raises(ValueError, match="outputs must be 0 or 1"):
+        J.optable.Op("NEW", "map", 1, None, None, "doc", J.checks.elementwise, outputs=2)
+
+
+def _with_entry_without_output(tape, name, operand, out=-1):
+    """The encoded ``tape`` with one more entry: op ``name`` reading ``operand``, writing ``out``."""
+    state = tapefile.encode(tape)
+    names = state["op_names"].tolist() + [name]
+    state["op_names"] = np.array(names)
+    state["op"] = np.append(state["op"], len(names) - 1).astype(np.int16)
+    state["out"] = np.append(state["out"], out).astype(np.int32)
+    state["arg_start"] = np.append(state["arg_start"], len(state["args"]))
+    state["iarg"] = np.append(state["iarg"], -1)
+    state["args"] = np.append(state["args"], operand).astype(np.int32)
+    state["sha256"] = tapefile.checksum(state)
+    return state
+
+
+def test_an_entry_without_output_is_validated_printed_and_replayed(monkeypatch):
+    """No op writes no node yet (issue 9's guards will, with ``outputs = 0``); the format, the
+    validator, the printer, activity and the program handle such an entry already.  Here
+    SIN's row is patched to ``outputs = 0`` and one SIN entry reading node 1 is appended."""
+    tape = tg.record(lambda x: tnp.exp(x) * 2.0, 0.5)
+    state = _with_entry_without_output(tape, "SIN", 1)
+    with pytest.raises(ValueError, match="entry 2's output is not a node"):
+        tapefile.decode(state)  # SIN writes a node: out = -1 is refused
+    def guard_check(ints, iarg, out, a):  # what a guard's check would say: no attributes
+        return J.checks.first((iarg != -1, "a guard has no integer attributes"))
+    rows = tuple(row._replace(outputs=0, check=guard_check) if row.name == "SIN" else row for row in J.OPS)
+    monkeypatch.setattr(J, "OPS", rows)
+    loaded = tg.Tape.from_recording(**tapefile.decode(state))
+    assert str(loaded).splitlines()[-1] == "2: SIN(1)"
+    assert loaded.out.tolist()[-1] == -1 and loaded.operands(2) == (1,)
+    assert loaded.live.tolist() == [1, 1, 1] and len(loaded._prog) == 3
+    assert loaded.value_and_gradient(0.7) == tape.value_and_gradient(0.7)
+    assert "e2 [label=\"2: SIN(1)\", shape=diamond]" in loaded.to_dot() and "n1 -> e2;" in loaded.to_dot()
+    with pytest.raises(ValueError, match="entry 2 has an output, but its op writes none"):
+        tapefile.decode(_with_entry_without_output(tape, "SIN", 1, out=2))
+    with pytest.raises(ValueError, match="entry 2 has an operand that is not an earlier node"):
+        tapefile.decode(_with_entry_without_output(tape, "SIN", 3))
 
 
 # --- damaged, tampered and foreign files, in subprocesses ---------------------------------
@@ -406,8 +461,7 @@ def _flip(arr, rng):
     return np.frombuffer(bytes(raw), arr.dtype).reshape(arr.shape)
 
 
-COLUMNS = sorted(set(tapefile.ENTRY_COLUMNS) | set(tapefile.NODE_COLUMNS) | set(tapefile.ARRAYS)
-                 | {"args", "op_names"})
+COLUMNS = sorted(set(tapefile.STORED) | {"interface", "op_names"})
 
 
 def test_bit_flips_truncations_and_foreign_files(tmp_path):
@@ -461,13 +515,16 @@ def test_resealed_bit_flips_never_crash(tmp_path):
 def _tampered(files):
     """(name, edit) pairs: each sets one column of the 'mixed' tape to an out-of-range value."""
     tape, _, _ = files.original("mixed")
-    n, nv, e = tape.n_nodes, len(tape.values), len(tape)
+    n, nv, e, na = tape.n_nodes, len(tape.values), len(tape), len(tape.args)
     codes = {name: i for i, name in enumerate(files.state("mixed")["op_names"].tolist())}
     first = {name: int(np.flatnonzero(tape.op == J.CODES[name])[0]) for name in codes}
     alias = int(np.flatnonzero(tape.kind == 3)[0])
     const = int(np.flatnonzero(tape.kind == 0)[0])
     owner = int(tape.out[0])
-    gather_bound = int(tape.size[tape.a[first["GATHER"]]])
+    gather_bound = int(tape.size[tape.operands(first["GATHER"])[0]])
+    binary, unary, where = first["MUL"], first["EXP"], first["WHERE"]
+    broadcast = int(np.flatnonzero((tape.op == J.CODES["MUL"]) & (tape.iarg >= 0))[0])
+    first["MUL"] = broadcast  # its attributes: a stored broadcast pattern
 
     def at(col, i, v):
         def edit(s):
@@ -478,26 +535,34 @@ def _tampered(files):
     def attr(op, k, v):
         return at("ints", int(tape.iarg[first[op]]) + k, v)
 
+    def operand(i, k):
+        return int(tape.arg_start[i]) + k
+
     edits = [(f"offset {v}", at("offset", owner, v)) for v in (-1, nv, 2 ** 62, nv - 1)]
     edits += [(f"alias offset {v}", at("offset", alias, v)) for v in (-8, nv, 2 ** 40)]
-    edits += [(f"size {v}", at("size", owner, v)) for v in (-1, nv + 1, 2 ** 62, 0)]
-    edits += [(f"alias size {v}", at("size", alias, v)) for v in (nv, 2 ** 62, -3)]
-    edits += [(f"ndim {v}", at("ndim", 1, v)) for v in (-1, 65, 2 ** 40, 3)]
-    edits += [(f"shape_start {v}", at("shape_start", 1, v)) for v in (-1, len(tape.shapes), 2 ** 62)]
+    edits += [(f"ndim {v}", at("ndim", 1, v)) for v in (-1, 65, 127, 3)]
+    edits += [(f"alias ndim {v}", at("ndim", alias, v)) for v in (0, 2)]
     edits += [(f"shapes {v}", at("shapes", 0, v)) for v in (-3, 2 ** 62, 0, 1000)]
     edits += [(f"kind {v}", at("kind", 1, v)) for v in (-1, 4, 127)]
     edits += [("kind const->input", at("kind", const, 1)), ("kind input->const", at("kind", 0, 0))]
     edits += [(f"base {v}", at("base", alias, v)) for v in (-1, n, alias, n - 1)]
     edits += [("base of an owner", at("base", owner, 0))]
     edits += [(f"out {v}", at("out", e - 1, v)) for v in (-1, n, int(tape.out[e - 2]), 0)]
-    edits += [(f"a {v}", at("a", e - 1, v)) for v in (-1, n, int(tape.out[e - 1]), 2 ** 62)]
-    binary, unary = first["MUL"], first["EXP"]
-    edits += [(f"b of binary {v}", at("b", binary, v)) for v in (-1, n, int(tape.out[binary]))]
-    edits += [(f"b of unary {v}", at("b", unary, v)) for v in (0, n, -2)]
+    edits += [(f"first operand {v}", at("args", operand(e - 1, 0), v))
+              for v in (-1, n, int(tape.out[e - 1]), 2 ** 31 - 1)]
+    edits += [(f"second operand of binary {v}", at("args", operand(binary, 1), v))
+              for v in (-1, n, int(tape.out[binary]))]
+    edits += [(f"WHERE operand {k} {v}", at("args", operand(where, k), v))
+              for k in range(3) for v in (-1, int(tape.out[where]))]
+    edits += [("WHERE condition of another size", at("args", operand(where, 0), 0))]
+    edits += [("unary given two operands", at("arg_start", unary + 1, int(tape.arg_start[unary + 1]) + 1)),
+              ("binary given one operand", at("arg_start", binary + 1, int(tape.arg_start[binary + 1]) - 1)),
+              ("first operand list not at 0", at("arg_start", 0, 1))]
+    edits += [(f"arg_start {v}", at("arg_start", e - 1, v)) for v in (-1, na, na + 1, 2 ** 62)]
     edits += [(f"iarg of {op} {v}", at("iarg", first[op], v))
               for op in ("SUM", "MATMUL", "GATHER", "MUL") for v in (-1, len(tape.ints), 2 ** 62, -2 ** 62)]
-    edits += [("iarg of a map op", at("iarg", unary, 0))]
-    edits += [(f"op {v}", at("op", 0, v)) for v in (-1, len(codes), 2 ** 40)]
+    edits += [("iarg of a map op", at("iarg", unary, 0)), ("iarg of WHERE", at("iarg", where, 0))]
+    edits += [(f"op {v}", at("op", 0, v)) for v in (-1, len(codes), 2 ** 14)]
     edits += [(f"gather index {v}", attr("GATHER", 0, v)) for v in (-1, gather_bound, 2 ** 62)]
     for k, name in enumerate(("d0", "d1", "sa0", "sa1", "sb0", "sb1")):
         edits += [(f"zip {name} {v}", attr("MUL", k, v)) for v in (-1, 2 ** 62, 3, 99)]
@@ -523,9 +588,9 @@ def _structural(files):
 
     def args(change):
         def edit(s):
-            doc = json.loads(s["args"].tobytes())
+            doc = json.loads(s["interface"].tobytes())
             change(doc)
-            s["args"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
+            s["interface"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
         return edit
 
     s = files.state("mixed")
@@ -535,16 +600,22 @@ def _structural(files):
               ("values short", put("values", s["values"][:-1])),
               ("values long", put("values", np.append(s["values"], 1.0))),
               ("op as float", put("op", s["op"].astype(np.float64))),
+              ("op as int64", put("op", s["op"].astype(np.int64))),
+              ("out as int64", put("out", s["out"].astype(np.int64))),
               ("kind as int64", put("kind", s["kind"].astype(np.int64))),
-              ("a 2-d", put("a", s["a"].reshape(1, -1))), ("b short", put("b", s["b"][:-1])),
+              ("base as int64", put("base", s["base"].astype(np.int64))),
+              ("args 2-d", put("args", s["args"].reshape(1, -1))), ("arg_start short", put("arg_start", s["arg_start"][:-1])),
+              ("args short", put("args", s["args"][:-1])), ("args long", put("args", np.append(s["args"], 0).astype(np.int32))),
+              ("floats short", put("floats", s["floats"][:-1])), ("floats long", put("floats", np.append(s["floats"], 1.0))),
+              ("ndim short", put("ndim", s["ndim"][:-1])),
               ("offset short", put("offset", s["offset"][:-1])),
               ("ints empty", put("ints", np.zeros(0, np.int64))),
               ("shapes empty", put("shapes", np.zeros(0, np.int64))),
               ("unknown op name", put("op_names", np.array(["FOO"] + s["op_names"].tolist()[1:]))),
               ("repeated op name", put("op_names", np.array([s["op_names"][0]] * len(s["op_names"])))),
               ("op names not strings", put("op_names", np.arange(len(s["op_names"])))),
-              ("args not json", put("args", np.frombuffer(b"{]", np.uint8))),
-              ("args not utf-8", put("args", np.frombuffer(b"\xff\xfe", np.uint8)))]
+              ("interface not json", put("interface", np.frombuffer(b"{]", np.uint8))),
+              ("interface not utf-8", put("interface", np.frombuffer(b"\xff\xfe", np.uint8)))]
     changes = {
         "output -1": lambda d: d.update(output=-1), "output huge": lambda d: d.update(output=10 ** 9),
         "output float": lambda d: d.update(output=1.5),
@@ -565,8 +636,8 @@ def _structural(files):
     edits += [(f"args {k}", args(v)) for k, v in changes.items()]
 
     def deep(s):
-        text = json.dumps(dict(json.loads(s["args"].tobytes()), in_tree="DEEP"))
-        s["args"] = np.frombuffer(text.replace('"DEEP"', "[" * 10 ** 5 + "]" * 10 ** 5).encode(), np.uint8)
+        text = json.dumps(dict(json.loads(s["interface"].tobytes()), in_tree="DEEP"))
+        s["interface"] = np.frombuffer(text.replace('"DEEP"', "[" * 10 ** 5 + "]" * 10 ** 5).encode(), np.uint8)
     edits.append(("args nested too deeply", deep))
     return edits
 
@@ -591,7 +662,7 @@ def test_op_names_map_to_this_table(tmp_path):
         order = np.arange(len(names))[::-1]  # the writer's table had the ops reversed
         state["op_names"] = np.array([names[i] for i in order])
         inverse = np.argsort(order)
-        state["op"] = inverse[state["op"]]
+        state["op"] = inverse[state["op"]].astype(np.int16)
         files.add_state(case, "reversed op table", state, "equal")
         extra = files.state(case)  # names the file lists but does not use are not looked up
         extra["op_names"] = np.array(extra["op_names"].tolist() + ["NOT_AN_OP"])

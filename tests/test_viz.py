@@ -70,13 +70,12 @@ def parse_dot(text):
 
 def expected_graph(tape):
     """The nodes and edges the graph should have, from the tape's columns directly."""
-    live_b = tape.b[tape.b >= 0]
-    nodes = set(tape.out.tolist()) | set(tape.a.tolist()) | set(live_b.tolist()) \
-        | set(tape.inputs.tolist()) | {tape.output}
+    ends = np.append(tape.arg_start[1:], len(tape.args))
+    lists = [(tape.args[s:e].tolist(), int(o)) for s, e, o in zip(tape.arg_start, ends, tape.out)]
+    nodes = set(tape.out.tolist()) | set(tape.args.tolist()) | set(tape.inputs.tolist()) | {tape.output}
     nodes |= {int(tape.base[n]) for n in nodes}
     views = [n for n in nodes if tape.kind[n] == 3]
-    edges = Counter((int(a), int(o)) for a, o in zip(tape.a, tape.out))
-    edges += Counter((int(b), int(o)) for b, o in zip(tape.b, tape.out) if b >= 0)
+    edges = Counter((int(a), o) for operands, o in lists for a in operands)
     edges += Counter((int(tape.base[n]), n) for n in views)
     return nodes, edges
 
@@ -102,6 +101,8 @@ def _programs(rng):
     yield "reshape", tg.record(lambda x: tnp.sum(tnp.sin(x.reshape(2, 2) @ x.reshape(2, 2))),
                                np.arange(4.0))
     yield "dead", tg.record(with_dead, 0.3)
+    yield "where", tg.record(lambda x: tnp.sum(tnp.where(np.array([True, False, True]), x * x, tnp.sin(x))),
+                             np.arange(3.0))
     yield "mlp", tg.record(mlp_loss, *_mlp_args(rng), argnums=(0, 1, 2))
 
 
@@ -314,6 +315,16 @@ def test_trace_on_an_mlp_like_array_program(rng):
     trace = tg.trace_grad_table(mlp_loss, *args, argnums=(0, 1, 2), show=False)
     assert all(s.role != "input" or s.node < 3 for s in trace)  # X, Y: not differentiated
     assert "norm" in str(trace)
+
+
+def test_trace_of_where_gives_each_branch_its_term():
+    """WHERE reads three operands (the condition a constant): the trace runs the n-ary
+    entry once per differentiated operand, and x's two consumers are both shown."""
+    mask = np.array([True, False, True])
+    trace = check_trace(lambda x: tnp.sum(tnp.where(mask, x * x, tnp.sin(x))), (np.arange(1.0, 4.0),))
+    where_terms = [t for s in trace for t in s.terms if "WHERE" in trace._consumers[t.entry]]
+    assert sorted(t.position for t in where_terms) == [1, 2]
+    np.testing.assert_array_equal(where_terms[0].block + where_terms[1].block, np.ones(3))
 
 
 def test_trace_attributes_terms_through_views_to_the_owner():

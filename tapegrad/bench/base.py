@@ -30,11 +30,13 @@ class Timed:
     """A prepared workload whose timed call is not the gradient (``record``: building the
     recording).  ``check()`` computes the gradient from what ``call`` builds, to be checked
     against the reference; ``entries`` and ``nbytes`` describe one recording (None when the
-    system does not say)."""
+    system does not say); ``program_nbytes`` is what tapegrad derives from its stored tape
+    to run it (``Tape.program_nbytes``)."""
     call: Callable
     check: Callable
     entries: int = None
     nbytes: int = None
+    program_nbytes: int = None
 
 
 def source(fn):

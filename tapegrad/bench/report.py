@@ -85,7 +85,9 @@ def notes(results, missing=(), systems=()):
             continue
         per_op = f"{_time(r.median / r.scale)} per operation ({r.scale:.0f} operations)"
         size = "" if r.entries is None else f"; {r.entries} entries, " + (
-            "bytes not exposed" if r.nbytes is None else f"{r.nbytes / r.entries:.1f} bytes per entry")
+            "bytes not exposed" if r.nbytes is None else f"{r.nbytes / r.entries:.1f} bytes per entry"
+            + ("" if r.program_nbytes is None else
+               f" stored, {r.program_nbytes / r.entries:.1f} in the derived program"))
         what = " (evaluating the program on floats)" if r.system == "numpy" else ""
         lines.append(f"record {r.size}: {r.system}{what}: {per_op}{size}")
     return lines

@@ -94,7 +94,7 @@ class Tapegrad(System):
         x = p.data["x"]
         tape = tg.record(M.rosenbrock_loop, x)
         return Timed(lambda: tg.record(M.rosenbrock_loop, x), lambda: tape.gradient(x),
-                     entries=len(tape), nbytes=tape.nbytes)
+                     entries=len(tape), nbytes=tape.nbytes, program_nbytes=tape.program_nbytes)
 
     def first_gradient(self, p):
         return (f"import tapegrad as tg, tapegrad.numpy as tnp\n{source(M.lecture)}\n"

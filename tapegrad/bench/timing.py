@@ -12,6 +12,7 @@ BLAS and OpenMP worker threads keep spinning for a while after a call (OpenBLAS,
 for the cores (numpy's and scipy's OpenBLAS were seen to double each other's times on a
 2-core machine).
 """
+import os
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,7 @@ class Result:
     peer: bool = False    # counts for "x best peer" (not tapegrad's rows, not the baseline)
     entries: int = None   # record: entries (operations, nodes) of the system's recording
     nbytes: int = None    # record: bytes of one recording, None if the system does not say
+    program_nbytes: int = None  # record: tapegrad's derived interpreter program, in bytes
 
     @property
     def median(self):
@@ -113,7 +115,7 @@ def setup(system, problem):
         t = time.perf_counter()
         fn = system.prepare(problem)
         if isinstance(fn, Timed):
-            res.entries, res.nbytes = fn.entries, fn.nbytes
+            res.entries, res.nbytes, res.program_nbytes = fn.entries, fn.nbytes, fn.program_nbytes
             fn, check = fn.call, fn.check
             fn()
         else:
@@ -160,10 +162,13 @@ def measure(problem, systems, repeats, target, tick=lambda label: None, settle=0
 
 
 def _fresh_process_seconds(source):
-    """(seconds from launch to the end of ``source``, its output before the clock)."""
+    """(seconds from launch to the end of ``source``, its output before the clock).  The
+    child may write Python's bytecode cache, as an installed package has one (see
+    :func:`measure_first_gradient`)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.time()
     out = subprocess.run([sys.executable, "-c", source + "\nimport time\nprint(time.time())"],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600, env=env)
     if out.returncode != 0:
         raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed")
     lines = out.stdout.split()
@@ -172,7 +177,9 @@ def _fresh_process_seconds(source):
 
 def measure_first_gradient(problem, systems, repeats, tick=lambda label: None):
     """First-gradient latency: each sample is a fresh process, after one warm-up run that
-    fills on-disk caches (numba, JAX's compilation cache if enabled)."""
+    fills on-disk caches (numba's, JAX's compilation cache if enabled, and Python's bytecode
+    cache, which a pip-installed package has and ``PYTHONDONTWRITEBYTECODE`` would leave
+    empty: compiling tapegrad's sources in every sample, ~30 ms)."""
     results, ready = [], []
     for system in systems:
         if not system.covers(problem.workload):

@@ -1,0 +1,164 @@
+"""Reductions and axis ops: SUM, MAX, LOGSUMEXP, SOFTMAX.
+
+Kernels have the array-kernel signatures documented in :mod:`tapegrad.jit.oprow`.
+
+Each sees its operand as a C-ordered (pre, m, post) block (its ints) and works over the
+middle axis; the front end computes the three numbers.  SUM's float attribute ``scale``
+(``p``) multiplies the sum (a mean is a SUM with scale 1/m).
+
+Invariants
+----------
+* Never allocate, never read outside the (pre, m, post) block of the operand and the
+  (pre, post) or (pre, m, post) block of the output (``checks.reduce``/``along_axis``).
+* NaN in, NaN out: MAX and LOGSUMEXP propagate it, ties in MAX split the gradient evenly.
+"""
+import math
+
+import numpy as np
+
+from . import checks as C
+from .compile import rule
+from .oprow import Op
+from .vmath import vexp
+
+
+@rule
+def sum_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            s = 0.0
+            base = oa + i * m * post + j
+            for k in range(m):
+                s += vals[base + k * post]
+            vals[oo + i * post + j] = p * s
+
+
+@rule
+def sum_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    if post == 1:
+        for i in range(pre):
+            g = p * adj[oo + i]
+            ga = adj[oa + i * m:oa + (i + 1) * m]
+            for k in range(m):
+                ga[k] += g
+        return
+    for i in range(pre):
+        for k in range(m):
+            base = oa + (i * m + k) * post
+            for j in range(post):
+                adj[base + j] += p * adj[oo + i * post + j]
+
+
+@rule
+def max_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = oa + i * m * post + j
+            best = vals[base]
+            for k in range(1, m):
+                v = vals[base + k * post]
+                if v > best or math.isnan(v):
+                    best = v
+                    if math.isnan(v):
+                        break
+            vals[oo + i * post + j] = best
+
+
+@rule
+def max_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = oa + i * m * post + j
+            y = vals[oo + i * post + j]
+            ties = 0
+            for k in range(m):
+                ties += vals[base + k * post] == y
+            if ties == 0:  # the max is NaN: NaN in, NaN out
+                for k in range(m):
+                    adj[base + k * post] += np.nan
+                continue
+            share = adj[oo + i * post + j] / ties  # ties split the gradient evenly
+            for k in range(m):
+                if vals[base + k * post] == y:
+                    adj[base + k * post] += share
+
+
+@rule
+def shifted_sum(vals, base, m, post):
+    """(top, s): the largest of the m values vals[base + k * post] and the sum of
+    exp(value - top), the overflow-free pieces of a logsumexp or softmax."""
+    top = -np.inf
+    for k in range(m):
+        top = max(top, vals[base + k * post])
+    s = 0.0
+    for k in range(m):
+        s += vexp(vals[base + k * post] - top)
+    return top, s
+
+
+@rule
+def logsumexp_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            top, s = shifted_sum(vals, oa + i * m * post + j, m, post)
+            # all -inf, any +inf, or NaN: the answer is top
+            vals[oo + i * post + j] = top + math.log(s) if math.isfinite(top) else top
+
+
+@rule
+def logsumexp_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = oa + i * m * post + j
+            # softmax weights from the max shift, not exp(x - y): y = top + log(s) is rounded,
+            # and at |x| ~ 1e15 that rounding alone moves exp(x - y) by several percent
+            top, s = shifted_sum(vals, base, m, post)
+            g = adj[oo + i * post + j] / s
+            for k in range(m):
+                adj[base + k * post] += g * vexp(vals[base + k * post] - top)
+
+
+@rule
+def softmax_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = i * m * post + j
+            top = -np.inf
+            for k in range(m):
+                top = max(top, vals[oa + base + k * post])
+            s = 0.0
+            for k in range(m):
+                e = vexp(vals[oa + base + k * post] - top)
+                vals[oo + base + k * post] = e
+                s += e
+            for k in range(m):
+                vals[oo + base + k * post] /= s
+
+
+@rule
+def softmax_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = i * m * post + j
+            dot = 0.0
+            for k in range(m):
+                dot += adj[oo + base + k * post] * vals[oo + base + k * post]
+            for k in range(m):
+                y = vals[oo + base + k * post]
+                adj[oa + base + k * post] += y * (adj[oo + base + k * post] - dot)
+
+
+ROWS = (
+    Op("SUM",       "reduce", 1, sum_fwd,       sum_bwd,       "scale * sum over the middle axis of (pre, m, post)", C.reduce, floats=("scale",)),
+    Op("MAX",       "reduce", 1, max_fwd,       max_bwd,       "max over the middle axis of (pre, m, post)", C.reduce_nonempty),
+    Op("LOGSUMEXP", "reduce", 1, logsumexp_fwd, logsumexp_bwd, "log(sum(exp(a))) over one axis, shifted by the max", C.reduce),
+    Op("SOFTMAX",   "reduce", 1, softmax_fwd,   softmax_bwd,   "exp(a - logsumexp(a)) along one axis", C.along_axis),
+)
