@@ -8,7 +8,8 @@ protocols; anything tapegrad does not support raises a TypeError naming it.
 """
 import numpy as _np
 
-from tapegrad import tracer as _t
+from tapegrad import tracer as _tracer
+from tapegrad.emit import elementwise as _ew, linalg as _la, reductions as _red, shape as _sh
 from tapegrad.tracer import Traced as _Traced
 
 pi, e, inf, nan, newaxis = _np.pi, _np.e, _np.inf, _np.nan, _np.newaxis
@@ -20,7 +21,7 @@ def _traced(*xs):
 
 def _map(name, eager):
     def fn(x):
-        return _t.unary(name, eager, x) if isinstance(x, _Traced) else eager(x)
+        return _ew.unary(name, eager, x) if isinstance(x, _Traced) else eager(x)
     fn.__name__ = fn.__qualname__ = name.lower()
     fn.__doc__ = f"Elementwise {name.lower()}; records one {name} entry on a traced value."
     return fn
@@ -43,7 +44,7 @@ sigmoid = _map("SIGMOID", _np_sigmoid)
 
 def _zip(name, eager):
     def fn(x, y):
-        return _t.binary(name, x, y) if _traced(x, y) else eager(x, y)
+        return _ew.binary(name, x, y) if _traced(x, y) else eager(x, y)
     fn.__name__ = fn.__qualname__ = eager.__name__
     fn.__doc__ = f"numpy.{eager.__name__} with broadcasting; records a {name} entry."
     return fn
@@ -70,15 +71,15 @@ def square(x):
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001 - mirrors numpy
-    return _t.reduce("SUM", x, axis, keepdims) if _traced(x) else _np.sum(x, axis=axis, keepdims=keepdims)
+    return _red.reduce("SUM", x, axis, keepdims) if _traced(x) else _np.sum(x, axis=axis, keepdims=keepdims)
 
 
 def mean(x, axis=None, keepdims=False):
-    return _t.reduce("SUM", x, axis, keepdims, mean=True) if _traced(x) else _np.mean(x, axis=axis, keepdims=keepdims)
+    return _red.reduce("SUM", x, axis, keepdims, mean=True) if _traced(x) else _np.mean(x, axis=axis, keepdims=keepdims)
 
 
 def max(x, axis=None, keepdims=False):  # noqa: A001 - mirrors numpy
-    return _t.reduce("MAX", x, axis, keepdims) if _traced(x) else _np.max(x, axis=axis, keepdims=keepdims)
+    return _red.reduce("MAX", x, axis, keepdims) if _traced(x) else _np.max(x, axis=axis, keepdims=keepdims)
 
 
 amax = max
@@ -88,38 +89,38 @@ def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))) over ``axis`` (an int, a tuple of ints or None for all axes),
     computed without overflow; -inf over no elements."""
     if _traced(x):
-        return _t.reduce("LOGSUMEXP", x, axis, keepdims)
-    return _t.np_logsumexp(_np.asarray(x, dtype=float), axis, keepdims)
+        return _red.reduce("LOGSUMEXP", x, axis, keepdims)
+    return _red.np_logsumexp(_np.asarray(x, dtype=float), axis, keepdims)
 
 
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) over ``axis`` (default: the last; a tuple of ints, or None for
     all axes), without overflow; an empty ``x`` gives an empty result."""
     if _traced(x):
-        return _t.softmax(x, axis)
+        return _red.softmax(x, axis)
     x = _np.asarray(x, dtype=float)
-    return _np.exp(x - _t.np_logsumexp(x, axis, True))
+    return _np.exp(x - _red.np_logsumexp(x, axis, True))
 
 
 def matmul(x, y):
-    return _t.matmul(x, y) if _traced(x, y) else _np.matmul(x, y)
+    return _la.matmul(x, y) if _traced(x, y) else _np.matmul(x, y)
 
 
 def dot(x, y):
-    return _t.dot(x, y) if _traced(x, y) else _np.dot(x, y)
+    return _la.dot(x, y) if _traced(x, y) else _np.dot(x, y)
 
 
 def reshape(x, shape):
-    return _t.reshape(x, shape) if _traced(x) else _np.reshape(x, shape)
+    return _sh.reshape(x, shape) if _traced(x) else _np.reshape(x, shape)
 
 
 def transpose(x, axes=None):
     """numpy.transpose; on a traced value ``axes`` is checked as numpy checks it."""
-    return _t.transpose(x, axes) if _traced(x) else _np.transpose(x, axes)
+    return _sh.transpose(x, axes) if _traced(x) else _np.transpose(x, axes)
 
 
 def broadcast_to(x, shape):
-    return _t.broadcast_to(x, shape) if _traced(x) else _np.broadcast_to(x, shape)
+    return _sh.broadcast_to(x, shape) if _traced(x) else _np.broadcast_to(x, shape)
 
 
 def where(condition, x=None, y=None):
@@ -133,20 +134,20 @@ def where(condition, x=None, y=None):
         return _np.where(condition)
     if x is None or y is None:
         raise TypeError("where: give both x and y, or neither")
-    return _t.where(condition, x, y) if _traced(condition, x, y) else _np.where(condition, x, y)
+    return _ew.where(condition, x, y) if _traced(condition, x, y) else _np.where(condition, x, y)
 
 
 def shape(x):
     return x.shape if _traced(x) else _np.shape(x)
 
 
-_t.UFUNCS.update({
+_tracer.UFUNCS.update({
     _np.add: add, _np.subtract: subtract, _np.multiply: multiply, _np.divide: divide,
     _np.power: power, _np.maximum: maximum, _np.negative: negative, _np.positive: positive,
     _np.square: square, _np.exp: exp, _np.log: log, _np.sqrt: sqrt, _np.sin: sin,
     _np.cos: cos, _np.tanh: tanh, _np.log1p: log1p, _np.matmul: matmul,
 })
-_t.FUNCTIONS.update({
+_tracer.FUNCTIONS.update({
     _np.sum: sum, _np.mean: mean, _np.max: max, _np.amax: max, _np.dot: dot,
     _np.matmul: matmul, _np.reshape: reshape, _np.transpose: transpose,
     _np.broadcast_to: broadcast_to, _np.shape: shape, _np.where: where,

@@ -1,10 +1,12 @@
-"""Traced values and the emitters that record one tape entry per operation.
+"""Traced values: the handles the user's code holds while a tape is recorded.
 
-A :class:`Traced` is a handle: the recorder it belongs to, its node id, and its value
-computed eagerly with numpy (so shapes are known and Python control flow can look at it).
-Each emitter checks its operands, computes the eager value, works out the entry's integer
-attributes with :mod:`tapegrad.shapes` and appends one entry.  Arithmetic with a Python
-number is folded into the entry (AFFINE, POWC) instead of becoming a constant node.
+A :class:`Traced` is the recorder it belongs to, its node id, and its value computed
+eagerly with numpy (so shapes are known and Python control flow can look at it).  Its
+operators and methods call the *emitters* (:mod:`tapegrad.emit`, one module per op family),
+which check the operands, compute the eager value, work out the entry's integer attributes
+with :mod:`tapegrad.shapes` and append one entry through :func:`_emit`.  The emitters import
+this module, so the operators reach them late, through the ``EMIT`` namespace the emitter
+modules fill when ``tapegrad`` is imported (no import circle).
 
 Invariants
 ----------
@@ -24,14 +26,16 @@ import numbers
 import os
 import sys
 
+import types
+
 import numpy as np
 
-from tapegrad import shapes as S
 from tapegrad.jit import CODES as C
-from tapegrad.recorder import ALIAS, CONST
+from tapegrad.recorder import CONST
 
 UFUNCS = {}     # numpy ufunc -> tapegrad function, filled by tapegrad.numpy
 FUNCTIONS = {}  # numpy function -> tapegrad function, filled by tapegrad.numpy
+EMIT = types.SimpleNamespace()  # emitter name -> function, filled by tapegrad.emit
 
 
 def is_number(x):
@@ -56,7 +60,7 @@ class Traced:
     ndim = property(lambda self: self._value.ndim)
     size = property(lambda self: self._value.size)
     dtype = property(lambda self: self._value.dtype)
-    T = property(lambda self: transpose(self))
+    T = property(lambda self: EMIT.transpose(self))
 
     def __repr__(self):
         return f"Traced(node={self._node}, shape={self.shape}, value={self._value!r})"
@@ -70,47 +74,47 @@ class Traced:
         return (self[i] for i in range(len(self)))
 
     # arithmetic -------------------------------------------------------------------------
-    __add__ = lambda self, o: binary("ADD", self, o)
-    __radd__ = lambda self, o: binary("ADD", o, self)
-    __sub__ = lambda self, o: binary("SUB", self, o)
-    __rsub__ = lambda self, o: binary("SUB", o, self)
-    __mul__ = lambda self, o: binary("MUL", self, o)
-    __rmul__ = lambda self, o: binary("MUL", o, self)
-    __truediv__ = lambda self, o: binary("DIV", self, o)
-    __rtruediv__ = lambda self, o: binary("DIV", o, self)
-    __pow__ = lambda self, o: binary("POW", self, o)
-    __rpow__ = lambda self, o: binary("POW", o, self)
-    __matmul__ = lambda self, o: matmul(self, o)
-    __rmatmul__ = lambda self, o: matmul(o, self)
-    __neg__ = lambda self: affine(self, -1.0, 0.0)
+    __add__ = lambda self, o: EMIT.binary("ADD", self, o)
+    __radd__ = lambda self, o: EMIT.binary("ADD", o, self)
+    __sub__ = lambda self, o: EMIT.binary("SUB", self, o)
+    __rsub__ = lambda self, o: EMIT.binary("SUB", o, self)
+    __mul__ = lambda self, o: EMIT.binary("MUL", self, o)
+    __rmul__ = lambda self, o: EMIT.binary("MUL", o, self)
+    __truediv__ = lambda self, o: EMIT.binary("DIV", self, o)
+    __rtruediv__ = lambda self, o: EMIT.binary("DIV", o, self)
+    __pow__ = lambda self, o: EMIT.binary("POW", self, o)
+    __rpow__ = lambda self, o: EMIT.binary("POW", o, self)
+    __matmul__ = lambda self, o: EMIT.matmul(self, o)
+    __rmatmul__ = lambda self, o: EMIT.matmul(o, self)
+    __neg__ = lambda self: EMIT.affine(self, -1.0, 0.0)
     __pos__ = lambda self: self
 
     # structure ----------------------------------------------------------------------------
     def reshape(self, *shape):
-        return reshape(self, shape[0] if len(shape) == 1 else shape)
+        return EMIT.reshape(self, shape[0] if len(shape) == 1 else shape)
 
     def ravel(self):
-        return reshape(self, -1)
+        return EMIT.reshape(self, -1)
 
     flatten = ravel
 
     def transpose(self, *axes):
-        return transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+        return EMIT.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
 
     def sum(self, axis=None, keepdims=False):
-        return reduce("SUM", self, axis, keepdims)
+        return EMIT.reduce("SUM", self, axis, keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        return reduce("SUM", self, axis, keepdims, mean=True)
+        return EMIT.reduce("SUM", self, axis, keepdims, mean=True)
 
     def max(self, axis=None, keepdims=False):
-        return reduce("MAX", self, axis, keepdims)
+        return EMIT.reduce("MAX", self, axis, keepdims)
 
     def dot(self, other):
-        return dot(self, other)
+        return EMIT.dot(self, other)
 
     def __getitem__(self, key):
-        return getitem(self, key)
+        return EMIT.getitem(self, key)
 
     # numpy protocols -------------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -284,267 +288,3 @@ def _emit(rec, name, args, value, ints=None, floats=()):
     # C order whatever numpy chose, so that _window decides alike for every input layout
     value = np.asarray(value, dtype=np.float64, order="C")
     return Traced(rec, rec.entry(C[name], args, value, ints, floats), value)
-
-
-# elementwise ------------------------------------------------------------------------------
-
-def affine(x, p, q):
-    if p == 1.0 and q == 0.0 and _recorder(x):  # x + 0, x * 1: nothing to record
-        return x
-    return _emit(x._rec, "AFFINE", (x._node,), p * x._value + q, floats=(p, q))
-
-
-def unary(name, eager, x, floats=()):
-    """An elementwise map op (EXP, LOG, ..., POWC) on a Traced value."""
-    with np.errstate(all="ignore"):
-        value = eager(x._value)
-    return _emit(x._rec, name, (x._node,), value, floats=floats)
-
-
-_EAGER = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply, "DIV": np.divide,
-          "POW": np.power, "MAXIMUM": np.maximum}
-
-
-def binary(name, x, y):
-    """``x <name> y`` with numpy broadcasting; at least one of x, y is Traced."""
-    if name == "POW" and isinstance(x, Traced) and is_number(y):
-        p = float(y)
-        return unary("POWC", lambda v: v * v if p == 2.0 else np.power(v, p), x, (p,))
-    if name in ("ADD", "SUB", "MUL") and (is_number(x) or is_number(y)):
-        t, c, c_first = (y, float(x), True) if is_number(x) else (x, float(y), False)
-        if name == "ADD":
-            return affine(t, 1.0, c)
-        if name == "MUL":
-            return affine(t, c, 0.0)
-        return affine(t, -1.0, c) if c_first else affine(t, 1.0, -c)
-    rec = _recorder(x, y)
-    op = name.lower()
-    xn, xv = lift(rec, op, x)
-    yn, yv = lift(rec, op, y)
-    if xv.shape == yv.shape:  # no broadcast: the program synthesises the trivial block
-        pattern = None
-    else:
-        out = S.broadcast(op, xv.shape, yv.shape)
-        pattern = S.zip_pattern(xv.shape, yv.shape, out)
-        if pattern is None:  # more than two broadcast axes: make both operands full-size first
-            x, y = (broadcast_to(Traced(rec, n, v), out) for n, v in ((xn, xv), (yn, yv)))
-            return binary(name, x, y)
-    with np.errstate(all="ignore"):
-        value = _EAGER[name](xv, yv)
-    return _emit(rec, name, (xn, yn), value, ints=pattern)
-
-
-def where(cond, x, y):
-    """numpy.where(cond, x, y) for a condition known when recording (a boolean or numeric
-    array, or the result of comparing traced values): one WHERE entry reading the condition
-    as a constant node, x and y, all broadcast to the output shape first.  The gradient
-    flows to x where the condition holds and to y elsewhere."""
-    if isinstance(cond, Traced):
-        raise TypeError("where: the condition must be known when recording (a boolean array, or "
-                        "a comparison such as x > 0), not a traced value")
-    rec = _recorder(x, y)
-    c = np.asarray(cond)
-    if c.dtype.kind not in "biuf":
-        raise TypeError(f"where: unsupported condition of dtype {c.dtype}")
-    shapes = [np.shape(v._value if isinstance(v, Traced) else v) for v in (x, y)]
-    out = S.broadcast("where", c.shape, *shapes)
-    nodes = [rec.node(np.ascontiguousarray(np.broadcast_to(c, out), np.float64), CONST)]
-    values = []
-    for v in (x, y):
-        if isinstance(v, Traced):
-            v = broadcast_to(v, out)
-            node, value = v._node, v._value
-        else:
-            node, value = lift(rec, "where", np.broadcast_to(_as_float_array("where", v), out).copy())
-        nodes.append(node)
-        values.append(value)
-    return _emit(rec, "WHERE", tuple(nodes), np.where(c, values[0], values[1]))
-
-
-# axis ops ---------------------------------------------------------------------------------
-
-_EAGER_REDUCE = {"SUM": np.sum, "MAX": np.max,
-                 "LOGSUMEXP": lambda v, axis, keepdims: np_logsumexp(v, axis, keepdims)}
-
-
-def np_logsumexp(v, axis, keepdims):
-    """log(sum(exp(v))) over ``axis`` with numpy, shifted by the max; -inf over no elements."""
-    top = np.max(v, axis=axis, keepdims=True, initial=-np.inf)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        out = np.log(np.sum(np.exp(v - top), axis=axis, keepdims=True)) + top
-    return out if keepdims else np.squeeze(out, axis=axis)
-
-
-def reduce(name, x, axis=None, keepdims=False, mean=False):
-    """SUM / MAX / LOGSUMEXP over ``axis``; one entry per run of consecutive axes."""
-    op = "mean" if mean else name.lower()
-    if not isinstance(x, Traced):
-        raise TypeError(f"{op}: expected a traced value")
-    axes = S.normalize_axes(op, axis, x.ndim)
-    count = int(np.prod([x.shape[ax] for ax in axes], dtype=np.int64))
-    if name == "MAX" and count == 0:
-        raise ValueError(f"max: zero-size reduction over axis {axis!r} of shape {x.shape} has no identity")
-    runs = S.axis_runs(axes)
-    if not runs:
-        return affine(x, 1.0, 0.0)  # a reduction over no axes is the identity
-    for i, run in enumerate(runs):
-        last = i == len(runs) - 1
-        q = (1.0 / count if count else np.nan) if (mean and last) else 1.0
-        with np.errstate(all="ignore"):
-            value = _EAGER_REDUCE[name](x._value, axis=run, keepdims=keepdims) * q
-        x = _emit(x._rec, name, (x._node,), value, ints=S.reduce_block(x.shape, run),
-                  floats=(q,) if name == "SUM" else ())
-    return x
-
-
-def softmax(x, axis=-1):
-    """exp(x - logsumexp(x, axis, keepdims=True)) over ``axis`` (an int, a tuple of ints,
-    or None for all axes); an empty ``x`` gives an empty result.
-
-    Axes that form one run of consecutive axes are one SOFTMAX entry (the kernel sees a C
-    ordered (pre, m, post) block whatever the run's length); any other choice of axes is
-    recorded as that formula, a LOGSUMEXP per run, a SUB and an EXP."""
-    axes = S.normalize_axes("softmax", axis, x.ndim)
-    runs = S.axis_runs(axes)
-    if len(runs) != 1:
-        return unary("EXP", np.exp, x - reduce("LOGSUMEXP", x, axes, keepdims=True))
-    lse = np_logsumexp(x._value, runs[0], True)
-    with np.errstate(all="ignore"):
-        value = np.exp(x._value - lse)
-    return _emit(x._rec, "SOFTMAX", (x._node,), value, ints=S.reduce_block(x.shape, runs[0]))
-
-
-# linear algebra ---------------------------------------------------------------------------
-
-def matmul(x, y):
-    rec = _recorder(x, y)
-    xn, xv = lift(rec, "matmul", x)
-    yn, yv = lift(rec, "matmul", y)
-    m, k, n, batch, result = S.matmul_shapes(xv.shape, yv.shape)
-    nbatch = int(np.prod(batch, dtype=np.int64))
-    xn, xv, sa = _batch_operand(rec, xn, xv, batch, (m, k))
-    yn, yv, sb = _batch_operand(rec, yn, yv, batch, (k, n))
-    value = np.matmul(xv, yv)
-    (xn, ta), (yn, tb) = _stored_transposed(rec, xn, sa), _stored_transposed(rec, yn, sb)
-    return _emit(rec, "MATMUL", (xn, yn), value.reshape(result), ints=(m, k, n, nbatch, sa, sb, ta, tb))
-
-
-def _stored_transposed(rec, node, stride):
-    """(source, 1) when ``node`` is a 2-d transpose (``W.T``) of the node ``source``, else
-    (node, 0).  The matmul then reads ``source`` and BLAS transposes it by a flag: the
-    GATHER that copied it is left without live users and is never replayed (``X @ W.T``
-    costs what ``X @ W`` does).  Only a single matrix (batch stride 0) qualifies."""
-    made = rec.producer(node) if stride == 0 else None
-    if made is None or made[0] != C["GATHER"]:
-        return node, 0
-    _, src, iarg = made
-    shape, src_shape = rec.shape(node), rec.shape(src)
-    if len(shape) != 2 or src_shape != shape[::-1]:
-        return node, 0
-    size = shape[0] * shape[1]
-    if not np.array_equal(rec.int_attrs(iarg, size),
-                          np.arange(size, dtype=np.int64).reshape(src_shape).T.ravel()):
-        return node, 0
-    return src, 1
-
-
-def _batch_operand(rec, node, value, batch, core):
-    """(node, value, batch stride) of a matmul operand; expands a partial batch by GATHER."""
-    own = value.shape[:-2] if value.ndim > 2 else ()
-    if int(np.prod(own, dtype=np.int64)) == 1:
-        return node, value, 0  # one matrix serves the whole batch
-    if (1,) * (len(batch) - len(own)) + tuple(own) != batch:
-        full = broadcast_to(Traced(rec, node, value), batch + core)
-        node, value = full._node, full._value
-    return node, value, core[0] * core[1]
-
-
-def dot(x, y):
-    xs, ys = np.shape(x._value if isinstance(x, Traced) else x), np.shape(y._value if isinstance(y, Traced) else y)
-    if len(xs) == 0 or len(ys) == 0:
-        return binary("MUL", x, y)
-    if len(xs) > 2 or len(ys) > 2:
-        raise TypeError(f"dot: arrays of more than 2 dimensions (shapes {xs} and {ys}) are not "
-                        "supported; use matmul (@)")
-    return matmul(x, y)
-
-
-# structure: views and gathers ---------------------------------------------------------------
-
-def reshape(x, shape):
-    try:
-        value = x._value.reshape(shape)
-    except (ValueError, TypeError) as err:
-        raise type(err)(f"reshape: {err}") from None
-    return Traced(x._rec, x._rec.node(value, ALIAS, base=x._node), value)
-
-
-def gather(x, select):
-    """A GATHER entry for ``select`` (numpy indexing or layout op applied to positions)."""
-    shape, idx = S.index_map(x.shape, select)
-    value = x._value.ravel()[idx].reshape(shape)
-    return _emit(x._rec, "GATHER", (x._node,), value, ints=idx)
-
-
-def transpose(x, axes=None):
-    """``x`` with its axes permuted as numpy's ``transpose(x, axes)``: a GATHER entry, or
-    ``x`` itself when the permutation is the identity (always for 0-d and 1-d ``x``).
-
-    ``axes`` is checked for every ndim as numpy does (wrong length, repeated or out of
-    range), with numpy's exception types, before anything is recorded."""
-    try:  # numpy checks axes on a zero-size stand-in whose distinct dims reveal the permutation
-        perm = np.empty(tuple(range(x.ndim))).transpose(axes).shape
-    except (ValueError, TypeError) as err:
-        raise type(err)(f"transpose: axes {axes!r} do not fit a traced value of shape "
-                        f"{x.shape}: {err}") from None
-    if perm == tuple(range(x.ndim)):
-        return x
-    return gather(x, lambda pos: pos.transpose(perm))
-
-
-def broadcast_to(x, shape):
-    shape = tuple(shape)
-    if x.shape == shape:
-        return x
-    S.broadcast("broadcast_to", x.shape, shape)
-    return gather(x, lambda pos: np.broadcast_to(pos, shape))
-
-
-def _check_key(key):
-    for k in key if isinstance(key, tuple) else (key,):
-        if isinstance(k, Traced):
-            raise TypeError("indexing with a traced value is not supported: indices must be "
-                            "Python ints, slices or integer arrays known when recording")
-
-
-def _window(v, key):
-    """The start of ``v[key]`` in ``v``'s flat storage if the selection is one contiguous
-    run of it (``x[i]``, ``x[1:]``, a row), else None.  Decided with numpy itself on the
-    eager value: a basic index gives a view whose address says where it starts."""
-    if not v.flags.c_contiguous:
-        return None
-    keys = key if isinstance(key, tuple) else (key,)
-    if len(keys) == v.ndim and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool)
-                                   for k in keys):
-        v[key]  # let numpy raise its IndexError for an index out of bounds
-        return int(np.ravel_multi_index(tuple(int(k) % d for k, d in zip(keys, v.shape)), v.shape))
-    picked = v[key]
-    if (isinstance(picked, np.ndarray) and picked.size and picked.flags.c_contiguous
-            and np.may_share_memory(picked, v)):
-        return (picked.ctypes.data - v.ctypes.data) // v.itemsize
-    return None
-
-
-def getitem(x, key):
-    """``x[key]``: a free view when the selection is contiguous in memory (``x[i]``,
-    ``x[1:]``, ``X[2]``), otherwise a GATHER entry."""
-    _check_key(key)
-    try:
-        start = _window(x._value, key)
-        if start is not None:
-            value = np.asarray(x._value[key])
-            return Traced(x._rec, x._rec.node(value, ALIAS, base=x._node, start=start), value)
-        return gather(x, lambda pos: pos[key])
-    except IndexError as err:
-        raise IndexError(f"indexing a traced value of shape {x.shape}: {err}") from None
