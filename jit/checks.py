@@ -146,3 +146,34 @@ def gather(ints, iarg, out, a):
     entry = np.zeros(len(iarg), bool)
     entry[np.repeat(np.arange(len(iarg)), out)[wrong]] = True
     return first((entry, "index outside its operand"))
+
+
+def guard(ints, iarg, out, a, b):
+    """One attribute, the recorded outcome (0 or 1); both operands one float, no output."""
+    inside = (iarg >= 0) & (iarg < len(ints))
+    took = ints[np.where(inside, iarg, 0)] if len(ints) else np.zeros(len(iarg), np.int64)
+    return first((~inside, "attributes outside the ints arena"),
+                 ((took != 0) & (took != 1), "a guard's outcome is not 0 or 1"),
+                 ((a != 1) | (b != 1), "a guard compares operands that are not single floats"),
+                 (out != 0, "a guard writes no output"))
+
+
+def concat(ints, iarg, out, count, sizes):
+    """A variadic CONCAT: (k, pre, w_0 .. w_{k-1}) with k the entry's operand count,
+    pre * w_t each operand's size and pre * sum(w_t) the output's.  ``count`` is each
+    entry's operand count and ``sizes`` all their operands' sizes, entry after entry."""
+    inside = (iarg >= 0) & (count >= 1) & (iarg + 2 + count <= len(ints))
+    bad = first((~inside, "attributes outside the ints arena"))
+    if bad is not None:
+        return bad
+    k, pre = ints[iarg], ints[iarg + 1]
+    entry = np.repeat(np.arange(len(iarg)), count)
+    w = ints[np.repeat(iarg + 2, count) + np.arange(len(entry)) - np.repeat(np.cumsum(count) - count, count)]
+    total = np.zeros(len(iarg), np.int64)
+    np.add.at(total, entry, w)
+    wrong = np.zeros(len(iarg), bool)
+    wrong[entry[(w < 0) | (product(pre[entry], w) != sizes)]] = True
+    return first((k != count, "the operand count differs from the count in the attributes"),
+                 (pre < 0, "negative block dimension"),
+                 (wrong, "an operand's size is not pre * its width"),
+                 (product(pre, total) != out, "output size is not pre * the sum of the widths"))

@@ -11,6 +11,8 @@ The output is plain source, committed, so numba caches it on disk like any other
 
 Invariants
 ----------
+* ``forward_sweep(..., check)`` returns -1, or the program row of the first guard that
+  fails when ``check`` is set (``ops_guard``).
 * Every row of ``OPS`` gets exactly one branch in each sweep, calling its own rules
   (``F.NAME`` / ``B.NAME``); a family without a template is an error here, not at runtime.
 * Deterministic: the text depends only on the table (names, families, order).
@@ -39,6 +41,13 @@ TEMPLATES = {
 _ARRAY = ("F.{name}(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])",
           "B.{name}(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])")
 TEMPLATES.update(reduce=_ARRAY, linalg=_ARRAY, index=_ARRAY)
+# a variadic entry's own ints start at prog[e, 2] (oa); its operand pairs at ia
+TEMPLATES["variadic"] = ("F.{name}(vals, ints, ia, oa, oo, n)", "B.{name}(vals, adj, ints, ia, oa, oo, n)")
+# A guard stops the forward sweep where its comparison no longer holds (the Python side then
+# records again); the backward sweep never reaches one (its need is 0), the call is a no-op.
+TEMPLATES["guard"] = ("\n            if check and guard_fails(F.{name}, vals, ints, oa, ob, ia):"
+                      "\n                return e",
+                      "B.{name}(vals, adj, oa, ob)")
 
 HEADER = '''"""The interpreter's sweeps.  GENERATED from the op table by
 
@@ -55,19 +64,25 @@ from . import optable as T
 from .compile import kernel
 from .interpreter import A_SHIFT, B_SHIFT, B, F
 from .ops_elementwise import map_bwd, map_fwd, zip_bwd, zip_fwd
+from .ops_guard import guard_fails
 
 TABLE = {table!r}
 
 
 @kernel
-def forward_sweep(prog, attrs, ints, vals, ext):
-    """Recompute every entry's value, first to last (the lectures' forward pass)."""
+def forward_sweep(prog, attrs, ints, vals, ext, check):
+    """Recompute every entry's value, first to last (the lectures' forward pass).
+
+    Returns -1, or, when ``check`` is nonzero and a guard's comparison disagrees with the
+    outcome it recorded, that guard's program row (the sweep stops there: later entries
+    may belong to the other branch).
+    """
     for e in range(prog.shape[0]):
         o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
         pe, qe = attrs[e, 0], attrs[e, 1]
 '''
 
-MIDDLE = '''
+MIDDLE = '''    return -1
 
 @kernel
 def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
@@ -100,7 +115,8 @@ def _branches(direction):
             raise ValueError(f"op {row.name}: family {row.family!r} has no call template")
         call = TEMPLATES[row.family][direction].format(name=row.name)
         test = f"o == T.{row.name}:".ljust(width + len("o == ") + (2 if k == 0 else 0))
-        lines.append(f"        {'if' if k == 0 else 'elif'} {test} {call}")
+        line = f"        {'if' if k == 0 else 'elif'} {test} {call}"
+        lines.append("\n".join(part.rstrip() for part in line.split("\n")))
     return "\n".join(lines) + "\n"
 
 

@@ -23,14 +23,16 @@ kernel whose row has ``overwrites`` assign that adjoint instead (it was not zero
 Invariants
 ----------
 * ``outputs`` is 1 (the entry writes one fresh node) or 0 (it writes none: a guard).
-* ``arity`` is the fixed number of operands an entry of the row reads (>= 1).
+* ``arity`` is the fixed number of operands an entry of the row reads (>= 1), or
+  ``VARIADIC`` (0) for a ``variadic`` row: any number >= 1, stored first in its ints.
 * ``floats`` names the entry's float attributes, in the order the program passes them to
   the rules as ``p`` and ``q`` (at most two); their count is fixed per row, so a tape stores
   them in one arena without per-entry offsets.
 """
 from collections import namedtuple
 
-FAMILIES = ("map", "zip", "select", "reduce", "linalg", "index")
+FAMILIES = ("map", "zip", "select", "reduce", "linalg", "index", "guard", "variadic")
+VARIADIC = 0  # the arity of a row whose entries read any number (>= 1) of operands
 
 _Op = namedtuple("Op", "name family arity forward backward doc check overwrites outputs floats jvp batch")
 
@@ -50,7 +52,8 @@ def Op(name, family, arity, forward, backward, doc, check, overwrites=False, out
         raise ValueError(f"op {name}: unknown family {family!r} (one of {FAMILIES})")
     if check is None:
         raise TypeError(f"op {name}: a row must name the check of its integer attributes")
-    if outputs not in (0, 1) or arity < 1 or len(floats) > 2:
-        raise ValueError(f"op {name}: outputs must be 0 or 1, arity >= 1, at most 2 floats")
+    if outputs not in (0, 1) or (arity < 1) != (family == "variadic") or len(floats) > 2:
+        raise ValueError(f"op {name}: outputs must be 0 or 1, arity >= 1 (0 exactly for a "
+                         "variadic row), at most 2 floats")
     return _Op(name, family, arity, forward, backward, doc, check, overwrites, outputs,
                tuple(floats), jvp, batch)

@@ -202,37 +202,53 @@ def _maximum_vjp(g, a, b, y):
     return 0.0, 0.0  # a NaN operand: the output is NaN whatever either does (JAX: zeros)
 
 
-def _map(name, forward, backward, doc, floats=()):
+NUMPY = {}  # row name -> the numpy functions it mirrors, filled by map_row/zip_row
+
+
+def map_row(name, forward, backward, doc, floats=(), numpy=""):
+    """A map row; ``numpy`` names the numpy functions (space-separated) that record it with
+    no float attributes, so ``tapegrad.numpy`` and numpy dispatch are generated from it."""
+    if numpy:
+        NUMPY[name] = tuple(numpy.split())
     # elementwise backward loops can always overwrite (the program still decides when: only
     # a whole, unbroadcast operand, by its first contributor)
     return Op(name, "map", 1, rule(forward), rule(backward), doc, C.elementwise, True, floats=floats)
 
 
-def _zip(name, forward, backward, doc):
+def zip_row(name, forward, backward, doc, numpy=""):
+    """A zip (broadcasting binary) row; ``numpy`` as for :func:`map_row`."""
+    if numpy:
+        NUMPY[name] = tuple(numpy.split())
     return Op(name, "zip", 2, rule(forward), rule(backward), doc, C.zip_block, True)
 
 
 ROWS = (
-    _map("AFFINE",  lambda a, p, q: p * a + q,         lambda g, a, y, p, q: g * p,              "p*a + q: arithmetic with a Python-number constant", ("p", "q")),
-    _map("POWC",    _powc,                             _powc_vjp,                                "a**p for a constant exponent p", ("p",)),
-    _map("EXP",     lambda a, p, q: vexp(a),           lambda g, a, y, p, q: g * y,              "exponential"),
-    _map("LOG",     lambda a, p, q: math.log(a) if a > 0.0 else (-math.inf if a == 0.0 else math.nan),
-                                                       lambda g, a, y, p, q: g / a,              "natural logarithm"),
-    _map("SQRT",    lambda a, p, q: math.sqrt(a) if a >= 0.0 else math.nan,
-                                                       lambda g, a, y, p, q: 0.5 * g / y,        "square root"),
-    _map("SIN",     lambda a, p, q: math.sin(a),       lambda g, a, y, p, q: g * math.cos(a),    "sine"),
-    _map("COS",     lambda a, p, q: math.cos(a),       lambda g, a, y, p, q: -g * math.sin(a),   "cosine"),
-    _map("TANH",    lambda a, p, q: math.tanh(a),      lambda g, a, y, p, q: g * (1.0 - y * y),  "hyperbolic tangent"),
-    _map("LOG1P",   lambda a, p, q: math.log1p(a) if a >= -1.0 else math.nan,
-                                                       lambda g, a, y, p, q: g / (1.0 + a),      "log(1 + a), accurate for small a"),
-    _map("SIGMOID", lambda a, p, q: vsigmoid(a),       lambda g, a, y, p, q: g * y * (1.0 - y),  "logistic 1/(1 + exp(-a)), overflow-free"),
-    _zip("ADD",     lambda a, b: a + b,                lambda g, a, b, y: (g, g),                "a + b"),
-    _zip("SUB",     lambda a, b: a - b,                lambda g, a, b, y: (g, -g),               "a - b"),
-    _zip("MUL",     lambda a, b: a * b,                lambda g, a, b, y: (g * b, g * a),        "a * b"),
-    _zip("DIV",     lambda a, b: a / b,                lambda g, a, b, y: (g / b, -g * y / b),   "a / b"),
-    _zip("POW",     lambda a, b: a ** b,               _pow_vjp,                                 "a ** b for a traced exponent"),
-    _zip("MAXIMUM", lambda a, b: a if a >= b or math.isnan(a) else b,
-                                                       _maximum_vjp,                             "elementwise maximum, NaN-propagating"),
+    map_row("AFFINE",  lambda a, p, q: p * a + q,         lambda g, a, y, p, q: g * p,              "p*a + q: arithmetic with a Python-number constant", ("p", "q")),
+    map_row("POWC",    _powc,                             _powc_vjp,                                "a**p for a constant exponent p", ("p",)),
+    map_row("EXP",     lambda a, p, q: vexp(a),           lambda g, a, y, p, q: g * y,              "exponential", numpy="exp"),
+    map_row("LOG",     lambda a, p, q: math.log(a) if a > 0.0 else (-math.inf if a == 0.0 else math.nan),
+                                                          lambda g, a, y, p, q: g / a,              "natural logarithm", numpy="log"),
+    map_row("SQRT",    lambda a, p, q: math.sqrt(a) if a >= 0.0 else math.nan,
+                                                          lambda g, a, y, p, q: 0.5 * g / y,        "square root", numpy="sqrt"),
+    map_row("SIN",     lambda a, p, q: math.sin(a),       lambda g, a, y, p, q: g * math.cos(a),    "sine", numpy="sin"),
+    map_row("COS",     lambda a, p, q: math.cos(a),       lambda g, a, y, p, q: -g * math.sin(a),   "cosine", numpy="cos"),
+    map_row("TANH",    lambda a, p, q: math.tanh(a),      lambda g, a, y, p, q: g * (1.0 - y * y),  "hyperbolic tangent", numpy="tanh"),
+    map_row("LOG1P",   lambda a, p, q: math.log1p(a) if a >= -1.0 else math.nan,
+                                                          lambda g, a, y, p, q: g / (1.0 + a),      "log(1 + a), accurate for small a", numpy="log1p"),
+    map_row("SIGMOID", lambda a, p, q: vsigmoid(a),       lambda g, a, y, p, q: g * y * (1.0 - y),  "logistic 1/(1 + exp(-a)), overflow-free"),
+    zip_row("ADD",     lambda a, b: a + b,                lambda g, a, b, y: (g, g),                "a + b",
+            numpy="add"),
+    zip_row("SUB",     lambda a, b: a - b,                lambda g, a, b, y: (g, -g),               "a - b",
+            numpy="subtract"),
+    zip_row("MUL",     lambda a, b: a * b,                lambda g, a, b, y: (g * b, g * a),        "a * b",
+            numpy="multiply"),
+    zip_row("DIV",     lambda a, b: a / b,                lambda g, a, b, y: (g / b, -g * y / b),   "a / b",
+            numpy="divide true_divide"),
+    zip_row("POW",     lambda a, b: a ** b,               _pow_vjp,                                 "a ** b for a traced exponent",
+            numpy="power"),
+    zip_row("MAXIMUM", lambda a, b: a if a >= b or math.isnan(a) else b,
+                                                          _maximum_vjp,                             "elementwise maximum, NaN-propagating",
+            numpy="maximum"),
     Op("WHERE", "select", 3, where_fwd, where_bwd,
        "where(c, x, y): x where the constant condition c is nonzero, else y", C.same_size),
 )

@@ -1,4 +1,4 @@
-"""Reductions and axis ops: SUM, MAX, LOGSUMEXP, SOFTMAX.
+"""Reductions and axis ops: SUM, MAX, LOGSUMEXP, SOFTMAX, CUMSUM, CUMPROD.
 
 Kernels have the array-kernel signatures documented in :mod:`tapegrad.jit.oprow`.
 
@@ -11,6 +11,8 @@ Invariants
 * Never allocate, never read outside the (pre, m, post) block of the operand and the
   (pre, post) or (pre, m, post) block of the output (``checks.reduce``/``along_axis``).
 * NaN in, NaN out: MAX and LOGSUMEXP propagate it, ties in MAX split the gradient evenly.
+* CUMSUM and CUMPROD keep the operand's shape (``checks.along_axis``) and scan the middle
+  axis; CUMPROD's backward is exact at zeros (no division by the operand).
 """
 import math
 
@@ -156,9 +158,64 @@ def softmax_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, x
                 adj[oa + base + k * post] += y * (adj[oo + base + k * post] - dot)
 
 
+@rule
+def cumsum_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = i * m * post + j
+            s = 0.0
+            for k in range(m):
+                s += vals[oa + base + k * post]
+                vals[oo + base + k * post] = s
+
+
+@rule
+def cumsum_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = i * m * post + j
+            s = 0.0
+            for k in range(m - 1, -1, -1):  # da_k = sum of g_l for l >= k
+                s += adj[oo + base + k * post]
+                adj[oa + base + k * post] += s
+
+
+@rule
+def cumprod_fwd(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs):
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = i * m * post + j
+            s = 1.0
+            for k in range(m):
+                s *= vals[oa + base + k * post]
+                vals[oo + base + k * post] = s
+
+
+@rule
+def cumprod_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
+    # da_k = y_{k-1} * S_k with S_k = sum_{l >= k} g_l * a_{k+1} ... a_l, so that
+    # S_k = g_k + a_{k+1} * S_{k+1}: no division, exact where some a is 0
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        for j in range(post):
+            base = i * m * post + j
+            s = 0.0
+            for k in range(m - 1, -1, -1):
+                if k < m - 1:
+                    s *= vals[oa + base + (k + 1) * post]
+                s += adj[oo + base + k * post]
+                before = vals[oo + base + (k - 1) * post] if k > 0 else 1.0
+                adj[oa + base + k * post] += before * s
+
+
 ROWS = (
     Op("SUM",       "reduce", 1, sum_fwd,       sum_bwd,       "scale * sum over the middle axis of (pre, m, post)", C.reduce, floats=("scale",)),
     Op("MAX",       "reduce", 1, max_fwd,       max_bwd,       "max over the middle axis of (pre, m, post)", C.reduce_nonempty),
     Op("LOGSUMEXP", "reduce", 1, logsumexp_fwd, logsumexp_bwd, "log(sum(exp(a))) over one axis, shifted by the max", C.reduce),
     Op("SOFTMAX",   "reduce", 1, softmax_fwd,   softmax_bwd,   "exp(a - logsumexp(a)) along one axis", C.along_axis),
+    Op("CUMSUM",    "reduce", 1, cumsum_fwd,    cumsum_bwd,    "running sum along the middle axis of (pre, m, post)", C.along_axis),
+    Op("CUMPROD",   "reduce", 1, cumprod_fwd,   cumprod_bwd,   "running product along the middle axis, exact gradient at zeros", C.along_axis),
 )

@@ -3,9 +3,13 @@
 ``OPS`` is assembled from the family modules, each a tuple ``ROWS`` of short rule rows:
 
 * ``ops_elementwise``  map rows (one operand), zip rows (two, broadcast), select (WHERE)
+* ``ops_unary``        more map rows (abs, rounding, hyperbolic, inverse trig, ...)
+* ``ops_binary``       more zip rows (minimum, fmin/fmax, remainder, arctan2, ...)
 * ``ops_reduce``       SUM, MAX, LOGSUMEXP, SOFTMAX over the middle axis of (pre, m, post)
 * ``ops_linalg``       MATMUL by BLAS
 * ``ops_index``        GATHER
+* ``ops_guard``        GUARD_LT ... GUARD_NE: the outcome of a comparison that decided a branch
+* ``ops_shape``        CONCAT: a variadic row (any number of operands, the count in its ints)
 
 The opcode is the row's position in ``OPS``.  ``NAMES``, ``CODES``, the module constants
 (``ADD``, ``EXP``, ...), the generated sweeps (``dispatch``, written by ``gen_dispatch``),
@@ -22,7 +26,8 @@ Row fields (``oprow.Op``)
                 kernels reading n operand offsets from the program's operand table;
                 ``reduce``/``linalg``/``index`` whole-entry kernels with the fixed
                 signatures documented in ``ops_reduce``
-``arity``       the number of operands an entry reads (its operand list's length)
+``arity``       the number of operands an entry reads (its operand list's length); 0 for
+                a ``variadic`` row, whose entries store their operand count first in ints
 ``forward``     the forward rule or kernel (numba, compiled with ``compile.rule``)
 ``backward``    the vector-Jacobian product: the lecture's grad_table[u_i] * du_i/du_j
 ``doc``         one line: what the op computes and what its attributes mean
@@ -31,15 +36,16 @@ Row fields (``oprow.Op``)
 ``overwrites``  the backward kernel can assign a whole operand's adjoint instead of adding
                 to it (``SET``; the program decides when, see ``program.assignable``)
 ``outputs``     1, or 0 for an entry that writes no node (its ``out`` is -1), such as the
-                guards of issue 9; no row has 0 yet
+                guard rows (``ops_guard``)
 ``floats``      names of the entry's float attributes, passed to the rules as p, q
 ``jvp``         reserved for the tangent (forward-mode) rule of issue 11: None for now
 ``batch``       reserved for the batching rule of issue 9: None for now
 """
-from . import ops_elementwise, ops_index, ops_linalg, ops_reduce
+from . import ops_binary, ops_elementwise, ops_guard, ops_index, ops_linalg, ops_reduce, ops_shape, ops_unary
 from .oprow import FAMILIES, Op  # noqa: F401 - re-exported for the family modules' readers
 
-OPS = ops_elementwise.ROWS + ops_reduce.ROWS + ops_linalg.ROWS + ops_index.ROWS
+OPS = (ops_elementwise.ROWS + ops_unary.ROWS + ops_binary.ROWS + ops_reduce.ROWS + ops_linalg.ROWS + ops_index.ROWS + ops_guard.ROWS
+       + ops_shape.ROWS)
 
 NAMES = tuple(row.name for row in OPS)
 CODES = {name: code for code, name in enumerate(NAMES)}

@@ -6,7 +6,11 @@ the non-float leaves, which are baked in), and whose guards hold: what ``f`` rea
 globals, closures and defaults is unchanged (:mod:`tapegrad.capture`).  A replay gives what
 a fresh run of ``f`` would give, or there is no replay:
 
-* a recording that turned a traced value into a Python value (a branch on it) is value
+* a branch on a comparison of traced values is a guard entry of the tape: the forward
+  sweep checks it, and a key keeps one tape per branch pattern (``tapegrad.variants``);
+  a call whose branches no cached variant takes records a new one (results are always
+  those of a fresh recording);
+* a recording that used a comparison of traced values as a constant (a mask) is value
   dependent: it is used for the call that made it and never cached;
 * a recording that read something no guard can check (an object among the arguments or
   the captured values), or that changed a random state or a value it reads (impure), is
@@ -17,18 +21,20 @@ named by ``argnums`` nothing else is allowed.  In the other arguments any other 
 int, a string, an integer array) is passed to ``f`` as it is and baked into the tape.
 """
 import functools
+import threading
 import types
 from collections import OrderedDict
 
 import numpy as np
 
-from tapegrad import capture, pytree
+from tapegrad import capture, pytree, variants
 from tapegrad.keys import leaf_spec, static_key
-from tapegrad.recorder import CONST, INPUT, Recorder
+from tapegrad.recorder import ALIAS, CONST, INPUT, Recorder
 from tapegrad.tape import Tape, check_scalar_output
 from tapegrad.tracer import ConversionError, Traced, is_number
 
 _CACHE_SIZE = 64
+_WARN_STREAK = 20  # recordings in a row for want of a variant before the warning
 _ONE = np.ones(1)
 _CHECK_GUARDS = True  # private switch for measuring what guard checks cost (bench_guards)
 
@@ -96,10 +102,13 @@ def _record(f, kwargs, argnums, is_int, leaves, treedef, specs, leaf_arg, scalar
     else:
         raise TypeError(f"the function must return a float or a float array (traced or not), "
                         f"got {type(out).__name__}")
+    if scalar_for is not None and rec.shape(root) != () and int(np.prod(rec.shape(root))) == 1:
+        root = rec.node(np.zeros(()), ALIAS, base=root)  # any size-1 output is a scalar (autograd)
     if scalar_for is not None:
         check_scalar_output(rec.shape(root), scalar_for)
     return Tape.from_recording(rec.columns(), inputs, root, treedef, specs, leaf_arg, argnums,
-                               is_int, rec.value_dependent)
+                               is_int, rec.value_dependent or rec.unresolved > 0,
+                               guard_sites=tuple(rec.guard_sites))
 
 
 def record(f, *args, argnums=0, **kwargs):
@@ -124,10 +133,12 @@ class _Transformed:
     """f wrapped by grad / value_and_grad / jacobian, with its cache of recorded tapes.
 
     The cache maps a key (argnums, argument structure, leaf specs, keyword keys) to
-    ``(tape, check)``; ``check`` is the tape's compiled guard function (None: no guards).
-    A call replays a cached tape only if its key matches and ``check()`` holds; otherwise
-    it records, and caches the new tape only if the recording can be trusted at a later
-    call (see the module docstring).
+    ``(variants, check)``; ``check`` is the compiled guard function of the captured state
+    (None: no guards), ``variants`` the key's tapes, one per branch pattern.  A call
+    replays a cached variant only if its key matches, ``check()`` holds and the variant's
+    own guards hold (checked in its forward sweep); otherwise it records, and caches the
+    new tape only if the recording can be trusted at a later call (see the module
+    docstring).
     """
 
     def __init__(self, f, argnums, mode, cache):
@@ -143,6 +154,9 @@ class _Transformed:
         self._tapes = OrderedDict()
         self._warned = set()
         self._branchy = set()  # keys whose last recording was value dependent
+        self._lock = threading.Lock()
+        self._streak = 0  # calls in a row recorded because no variant's guards held
+        self.last_reason = None  # why the last recording happened (tapegrad.explain)
         self._argnums_for = functools.lru_cache(maxsize=8)(
             functools.partial(_normalize_argnums, argnums))
 
@@ -155,21 +169,51 @@ class _Transformed:
             entry = self._tapes.get(key)
         except TypeError:  # an unhashable class or identity-keyed object: never cached
             entry = key = None
+        jacobian = self._mode == "jacobian"
+        tape, keep = None, False
         if entry is not None and (entry[1] is None or not _CHECK_GUARDS or entry[1]()):
-            tape = entry[0]
+            tape, bound, missed = entry[0].replay(leaves, not jacobian)
+            if tape is None:
+                keep = True
+                self._missed(missed)
+            else:
+                self._streak = 0
+        elif entry is not None:
+            self.last_reason = "what the function reads (globals, closures, defaults) changed"
         else:
-            tape = self._record(key, args, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg)
-        bound = tape._load(leaves)
-        if self._mode == "jacobian":
-            tape._replay(bound)
+            self.last_reason = "no tape was recorded for these argument shapes and statics yet"
+        if tape is None:
+            tape = self._record(key, args, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg,
+                                keep=keep)
+            bound = tape._load(leaves)
+            # recorded at these very arguments: its branches are theirs (guards unchecked)
+            if jacobian:
+                tape._replay(bound, check=False)
+            else:
+                tape._sweep(bound, _ONE, True, check=False)
+        if jacobian:
             return tape._jacobian_rows(bound)
-        tape._sweep(bound, _ONE, True)
         grads = tape._gradients(bound.adj)
         return (tape._output(bound.vals), grads) if self._mode == "value_and_grad" else grads
 
-    def _record(self, key, args, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg):
+    def _missed(self, missed):
+        """A cached key whose variants all branch otherwise here: note why, and warn once
+        when the function keeps being recorded again."""
+        tape, entry = missed
+        self._streak += 1
+        self.last_reason = (f"guard {tape.entry_str(entry)} at {tape.guard_site(entry)} went the "
+                            "other way, and no cached variant takes that branch")
+        if self._streak >= _WARN_STREAK:
+            self._warn_once("rerecord", f"{self._name()} was recorded again on {self._streak} "
+                            f"calls in a row: its branches keep changing. Last time the {self.last_reason}"
+                            f" ({variants.MAX_VARIANTS} variants are kept per argument key). "
+                            "Branch-free code (tnp.where, tnp.maximum) records once")
+
+    def _record(self, key, args, kwargs, nums, is_int, leaves, treedef, specs, leaf_arg,
+                keep=False):
         """Record at these arguments; cache the tape with its guards if a later call may
-        reuse it, else say once why it is recorded again on every call."""
+        reuse it (as a new variant of the key's tapes if ``keep``), else say once why it
+        is recorded again on every call."""
         scalar_for = None if self._mode == "jacobian" else self._mode
         record = functools.partial(_record, self._f, kwargs, nums, is_int, leaves, treedef, specs,
                                    leaf_arg, scalar_for)
@@ -177,11 +221,11 @@ class _Transformed:
             return record()
         reasons = self._unkeyable(args, kwargs, leaves, specs, leaf_arg)
         if reasons or key is None or key in self._branchy:
-            # not cacheable whatever f reads (or last time it branched on a traced value,
-            # issue 9's guarded replay will change that): guards would be wasted work
+            # not cacheable whatever f reads (or last time it used a comparison of traced
+            # values as a mask, which no guard checks): guards would be wasted work
             tape = record()
         else:
-            tape = self._record_guarded(key, record, kwargs, leaves, reasons)
+            tape = self._record_guarded(key, record, kwargs, leaves, reasons, keep)
         if key is not None and tape.value_dependent:
             if len(self._branchy) >= _CACHE_SIZE:
                 self._branchy.clear()
@@ -196,7 +240,7 @@ class _Transformed:
                             f"{', '.join(map(str, nums))}, so the gradient is zero")
         return tape
 
-    def _record_guarded(self, key, record, kwargs, leaves, reasons):
+    def _record_guarded(self, key, record, kwargs, leaves, reasons, keep):
         """Build the guards (before f runs), record, and cache the tape with its guard
         check unless the recording was impure, unguardable or value dependent; append the
         reasons to ``reasons``."""
@@ -225,13 +269,18 @@ class _Transformed:
                             "argument instead (dataclasses, namedtuples and dicts of arrays are "
                             "pytrees), or use cache=False to record every call without this "
                             "warning"))
-        if not reasons and not tape.value_dependent:
-            self._tapes[key] = (tape, guards.check)
-            self._tapes.move_to_end(key)
-            if len(self._tapes) > _CACHE_SIZE:
-                self._tapes.popitem(last=False)
-        else:
-            self._tapes.pop(key, None)
+        with self._lock:
+            if not reasons and not tape.value_dependent:
+                old = self._tapes.get(key)
+                # the captured state held for the old variants: they stay valid beside it
+                found = old[0] if keep and old is not None else variants.Variants()
+                found.add(tape)
+                self._tapes[key] = (found, guards.check)
+                self._tapes.move_to_end(key)
+                if len(self._tapes) > _CACHE_SIZE:
+                    self._tapes.popitem(last=False)
+            else:
+                self._tapes.pop(key, None)
         return tape
 
     def _unkeyable(self, args, kwargs, leaves, specs, leaf_arg):

@@ -27,11 +27,11 @@ Invariants
 * :func:`random_state` fingerprints numpy's and Python's global random state and the given
   generators; a change across a recording means ``f`` is impure.
 
-Guards on traced values (issue 9: the outcome of a comparison that decided a branch) are
-of another kind: they depend on the call's inputs, so the replay evaluates them on
-intermediate values and picks among variants of a tape.  These guards stay the gate in
-front of all of a key's variants: an entry of the cache is ``(tape, check)`` and can become
-``(variants, check)``.
+Guards on traced values (the outcome of a comparison that decided a branch) are of
+another kind: they depend on the call's inputs, so they are tape entries, checked by the
+forward sweep on intermediate values, which picks among a key's variants
+(``tapegrad.variants``, ``jit/ops_guard.py``).  These guards stay the gate in front of all
+of a key's variants: an entry of the cache is ``(variants, check)``.
 """
 import ctypes
 import dis

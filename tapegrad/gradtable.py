@@ -195,7 +195,9 @@ def _trace(tape, args, fresh, arg_names, names, digits):
     leaves, treedef = pytree.flatten(tuple(args))
     # a tape recorded just now at these very arguments is valid here even if it branched
     bound = tape._load(leaves) if fresh else tape._bind(args)
-    tape._sweep(bound, np.ones(1), True)
+    failed = tape._sweep(bound, np.ones(1), True, check=not fresh)
+    if failed >= 0:
+        raise tape._guard_error(failed)
     vals, adj, ext = bound.vals, bound.adj.copy(), bound.ext
     labels, by_ref = _input_labels(tape, leaves, arg_names)
 
@@ -264,10 +266,11 @@ def _one_entry(tape, row, position, operand, seed, vals, scratch, ext):
     to accumulate into that operand only (in the row's need bits, or for an n-ary row in
     its (offset, mode) pairs in the program's int arena)."""
     prog, ints = tape._prog[row:row + 1].copy(), tape._ints
-    if J.OPS[prog[0, 0]].family == "select":
+    if J.OPS[prog[0, 0]].family in ("select", "variadic"):
         prog[0, 6] = J.NEED_OUT
         ints, start = ints.copy(), prog[0, 5]
-        ints[start + 1:start + 2 * J.OPS[prog[0, 0]].arity:2] = 0
+        count = J.OPS[prog[0, 0]].arity or int(ints[prog[0, 2]])  # variadic: its own count
+        ints[start + 1:start + 2 * count:2] = 0
         ints[start + 2 * position + 1] = J.ADD
     else:
         prog[0, 6] = J.NEED_OUT | J.ADD << (J.A_SHIFT if position == 0 else J.B_SHIFT)

@@ -10,7 +10,9 @@ A program is ``(prog, attrs, zero, ints)``: the rows; each row's float attribute
 the kernels read: the tape's, followed by what the program synthesises, which the tape
 does not store: the trivial broadcast pattern of elementwise entries whose operands have
 the output's shape, and for each n-ary (``select``) entry its operands' ``(offset,
-adjoint mode)`` pairs, where its row's ``iarg`` points.  Unary and binary entries keep
+adjoint mode)`` pairs, where its row's ``iarg`` points (a ``variadic`` entry's own ints,
+which start with its operand count, are then found through its a-offset column, which
+n-ary entries do not use otherwise).  Unary and binary entries keep
 their operands' offsets in the row itself, for speed.
 
 Invariants
@@ -147,7 +149,8 @@ def program(tape):
     kept = np.flatnonzero(keep)
     has_out = tape.out[keep] >= 0
     out = np.where(has_out, tape.out[keep], 0)
-    nary_rows = np.array([row.family == "select" for row in J.OPS], bool)[tape.op[keep]]
+    nary_rows = np.array([row.family in ("select", "variadic") for row in J.OPS], bool)[tape.op[keep]]
+    variadic = np.array([row.family == "variadic" for row in J.OPS], bool)[tape.op[keep]]
     first, second = first_operands(tape)
     binary = ~nary_rows & (second[keep] >= 0)
     tape = _Entries(tape.op[keep], out, np.where(nary_rows, 0, first[keep]),
@@ -193,7 +196,8 @@ def program(tape):
     prog = np.zeros((n_entries, len(J.PROG_COLUMNS)), np.int64)
     prog[:, 0] = tape.op
     prog[:, 1] = np.where(has_out, tape.offset[tape.out], 0)
-    prog[:, 2] = np.where(nary_rows, 0, tape.offset[tape.a])
+    # a variadic entry keeps where its own ints start in the a-offset column it does not use
+    prog[:, 2] = np.where(variadic, tape.iarg, np.where(nary_rows, 0, tape.offset[tape.a]))
     prog[:, 3] = np.where(has_b, tape.offset[b], 0)
     prog[:, 4] = np.where(has_out, tape.size[tape.out], 0)
     prog[:, 5] = iarg

@@ -57,6 +57,8 @@ class Recorder:
         self.ints, self.shapes = self.arenas["ints"], self.arenas["shapes"]
         self.shape_start = array("q")  # not part of the tape: derivable from ndim
         self.value_dependent = False  # set when a traced value became a Python value
+        self.unresolved = 0  # comparisons whose value no guard pins (tapegrad.emit.guard)
+        self.guard_sites = []  # (entry, file, line, source text) of each guard entry
         self.closed = False
 
     @property

@@ -9,6 +9,9 @@ Invariants
 * Replays never write to the tape: each thread gets its own value and adjoint buffers,
   so one tape can serve many threads.  Inputs are checked against the recorded shapes in
   Python before any kernel runs.
+* A replay checks the tape's guards in the forward sweep; when one fails, no result is
+  returned: ``Tape`` methods raise :class:`GuardFailed` naming its source line, and
+  ``tapegrad.grad`` picks or records another variant.
 * A gradient returned as a view of an adjoint buffer keeps that buffer out of service
   until it is released (``_workspace``).
 """
@@ -21,6 +24,7 @@ import numpy as np
 import tapegrad.jit as J
 from tapegrad import pytree
 from tapegrad.keys import leaf_spec
+from tapegrad.program import replayed
 
 _ONE = np.ones(1)
 _POOL_SIZE = 4  # adjoint buffers kept per thread; beyond that, results get fresh ones
@@ -154,6 +158,10 @@ def _structure_error(tape, args):
 
 
 
+class GuardFailed(ValueError):
+    """A tape was replayed where one of its branches (a guard) goes the other way."""
+
+
 class Replay:
     """Replaying and differentiating a tape (mixed into ``Tape``): everything that runs."""
 
@@ -194,10 +202,11 @@ class Replay:
         of shape (2,), got a list"), a leaf of the wrong dtype (TypeError) or shape
         (ValueError).  A call with the right arguments pays for none of the messages."""
         if self.value_dependent:
-            raise ValueError("this tape branched on a traced value (float(), bool(), a comparison) "
-                             "when it was recorded; replaying it elsewhere could follow the wrong "
-                             "branch. Record it again at the new inputs, or use tapegrad.grad, "
-                             "which does so for you")
+            raise ValueError("this tape branched on a traced value that no guard checks: a "
+                             "comparison of traced values was used as a constant (a mask such "
+                             "as where(x > 0, ...), or combined with & or |) when it was "
+                             "recorded, so replaying it elsewhere could be wrong. Record it again "
+                             "at the new inputs, or use tapegrad.grad, which does so for you")
         leaves, treedef = pytree.flatten(tuple(args))
         if treedef != self.in_tree:
             raise _structure_error(self, args)
@@ -237,6 +246,8 @@ class Replay:
         self._no_ext = np.zeros(len(self.inputs), np.int64)
         out = self.output
         self._out_plan = (int(self.offset[out]), int(self.size[out]), self.shape(out))
+        self._prog_entry = np.flatnonzero(replayed(self))  # program row -> tape entry
+        self._check = 1 if self.guards else 0
 
     def _load(self, leaves):
         """Bind argument leaves: copy them into this thread's value buffer, or, for inputs
@@ -301,26 +312,47 @@ class Replay:
     def _check_scalar_output(self, what):
         check_scalar_output(self.shape(self.output), what)
 
-    def _replay(self, bound):
-        J.forward_sweep(self._prog, self._attrs, self._ints, bound.vals, bound.ext)
+    def _replay(self, bound, check=True):
+        """Forward sweep; -1, or the tape entry of the first guard that fails (``check``
+        False: guards are not checked, for a tape just recorded at these very inputs)."""
+        failed = J.forward_sweep(self._prog, self._attrs, self._ints, bound.vals, bound.ext,
+                                 self._check if check else 0)
+        return -1 if failed < 0 else int(self._prog_entry[failed])
 
-    def _sweep(self, bound, seed, replay):
+    def _sweep(self, bound, seed, replay, check=True):
+        """Forward (if ``replay``) and backward sweep; -1, or the failed guard's entry (then
+        no backward sweep ran)."""
         if replay:
-            self._replay(bound)
+            failed = self._replay(bound, check)
+            if failed >= 0:
+                return failed
         J.backward_sweep(self._prog, self._attrs, self._ints, bound.vals, bound.adj, self._zero,
                          self._out_plan[0], seed, bound.ext)
+        return -1
+
+    def _guard_error(self, entry):
+        return GuardFailed(f"guard {self.entry_str(entry)} of this tape does not hold at these "
+                           f"arguments: the comparison at {self.guard_site(entry)} decides the "
+                           "other way, so the tape's branch is not the one a fresh run would "
+                           "take. Record the tape again at these arguments (tapegrad.record), "
+                           "or use tapegrad.grad, which keeps one variant per branch pattern")
 
     def forward(self, *args):
-        """The function's value at ``args``, computed by replaying the tape."""
+        """The function's value at ``args``, computed by replaying the tape; GuardFailed if
+        a branch recorded in the tape (a guard) goes the other way at ``args``."""
         bound = self._bind(args)
-        self._replay(bound)
+        failed = self._replay(bound)
+        if failed >= 0:
+            raise self._guard_error(failed)
         return self._output(bound.vals)
 
     def value_and_gradient(self, *args):
         """(value, gradient) at ``args``: one forward replay and one backward sweep."""
         self._check_scalar_output("gradient")
         bound = self._bind(args)
-        self._sweep(bound, _ONE, True)
+        failed = self._sweep(bound, _ONE, True)
+        if failed >= 0:
+            raise self._guard_error(failed)
         return self._output(bound.vals), self._gradients(bound.adj)
 
     def gradient(self, *args):
@@ -330,7 +362,9 @@ class Replay:
     def jacobian(self, *args):
         """d output / d argument, shaped output.shape + argument.shape, by one sweep per output."""
         bound = self._bind(args)
-        self._replay(bound)
+        failed = self._replay(bound)
+        if failed >= 0:
+            raise self._guard_error(failed)
         return self._jacobian_rows(bound)
 
     def _jacobian_rows(self, bound):

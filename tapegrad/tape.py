@@ -44,6 +44,8 @@ from tapegrad.program import by_reference, program
 from tapegrad.replay import Replay, check_scalar_output  # noqa: F401 - for importers
 from tapegrad.tapecheck import node_sizes
 
+_GUARD_CODES = [code for code, row in enumerate(J.OPS) if row.family == "guard"]
+
 
 @dataclass(eq=False, repr=False)
 class Tape(Replay):
@@ -74,18 +76,23 @@ class Tape(Replay):
     argnums: tuple
     argnums_is_int: bool
     value_dependent: bool
+    # side table, not kernel columns: (entry, file, line, source text) per guard entry
+    guard_sites: tuple = ()
 
     def __post_init__(self):
         self.shape_start, self.size = node_sizes(self.ndim, self.shapes)
         per_row = np.array([len(row.floats) for row in J.OPS], np.int64)[self.op]
         self._float_start = np.cumsum(per_row) - per_row
+        self._guards = tuple(int(i) for i in np.flatnonzero(np.isin(self.op, _GUARD_CODES)))
+        self._outcomes = tuple(bool(self.ints[self.iarg[i]]) for i in self._guards)
+        self._guard_index = {e: k for k, e in enumerate(self._guards)}
         self._slots = by_reference(self)
         self._prog, self._attrs, self._zero, self._ints = program(self)
         self._start_replays()
 
     @classmethod
     def from_recording(cls, columns, inputs, output, in_tree, specs, leaf_arg, argnums,
-                       argnums_is_int, value_dependent):
+                       argnums_is_int, value_dependent, guard_sites=()):
         e, n = columns["entries"], columns["nodes"]
         traced_args = [arg for arg, spec in zip(leaf_arg, specs) if spec[0] == "f"]
         diff = np.array([node for node, arg in zip(inputs, traced_args) if arg in argnums], np.int64)
@@ -95,7 +102,26 @@ class Tape(Replay):
                    ints=columns["ints"], shapes=columns["shapes"], values=columns["values"],
                    inputs=np.asarray(inputs, np.int64), output=int(output), in_tree=in_tree,
                    specs=tuple(specs), leaf_arg=tuple(leaf_arg), argnums=tuple(argnums),
-                   argnums_is_int=argnums_is_int, value_dependent=value_dependent)
+                   argnums_is_int=argnums_is_int, value_dependent=value_dependent,
+                   guard_sites=tuple(guard_sites))
+
+    # guards (jit/ops_guard.py): comparisons that decided a branch ------------------------
+    @property
+    def guards(self):
+        """The guard entries, in tape order: their entry indices."""
+        return self._guards
+
+    @property
+    def guard_outcomes(self):
+        """The outcome each guard recorded (True/False), in tape order: the variant's key."""
+        return self._outcomes
+
+    def guard_site(self, entry):
+        """``file:line: source`` of the user's code that made guard ``entry`` (when known)."""
+        for e, name, line, text in self.guard_sites:
+            if e == entry:
+                return f"{name}:{line}" + (f": {text}" if text else "")
+        return "source line unknown"
 
     # reading the tape ----------------------------------------------------------------------
     def __len__(self):

@@ -2,7 +2,9 @@
 
 The description is ``output``, ``in_tree`` (the pytree treedef of the arguments),
 ``specs`` (one per argument leaf: ``("f", shape, dtype, kind)`` traced or ``("s", key)``
-baked in), ``leaf_arg``, ``argnums``, ``argnums_is_int`` and ``value_dependent``.
+baked in), ``leaf_arg``, ``argnums``, ``argnums_is_int``, ``value_dependent`` and ``guard_sites``
+(``[entry, file, line, source text]`` per guard entry: for messages only; absent from
+files written before guards existed).
 
 JSON has no tuples, bytes, exact floats or types, so values are tagged:
 
@@ -33,7 +35,8 @@ import numpy as np
 
 from tapegrad.tapecheck import invalid
 
-FIELDS = ("output", "in_tree", "specs", "leaf_arg", "argnums", "argnums_is_int", "value_dependent")
+FIELDS = ("output", "in_tree", "specs", "leaf_arg", "argnums", "argnums_is_int", "value_dependent",
+          "guard_sites")  # guard_sites: absent from files written before guards existed
 _TYPES = {t.__name__: t for t in (bool, int, float, complex, str, bytes, type(None), tuple, list,
                                   dict, frozenset)}
 _SPEC_KINDS = ("float", "array", "scalar")
@@ -112,7 +115,9 @@ def dumps(tape):
     doc = {"output": int(tape.output), "in_tree": tree,
            "specs": [_spec(i, s, tape.leaf_arg) for i, s in enumerate(tape.specs)],
            "leaf_arg": [int(k) for k in tape.leaf_arg], "argnums": [int(k) for k in tape.argnums],
-           "argnums_is_int": bool(tape.argnums_is_int), "value_dependent": bool(tape.value_dependent)}
+           "argnums_is_int": bool(tape.argnums_is_int), "value_dependent": bool(tape.value_dependent),
+           "guard_sites": [[int(e), str(name), int(line), str(text)]
+                           for e, name, line, text in tape.guard_sites]}
     return json.dumps(doc, allow_nan=False, separators=(",", ":"))
 
 
@@ -275,7 +280,11 @@ def loads(data, n_nodes):
                          parse_float=lambda s: _reject_constant(s))
     except (ValueError, RecursionError) as err:
         raise invalid(f"argument description is not JSON ({err})"[:300]) from None
-    _need(type(doc) is dict and set(doc) == set(FIELDS), "wrong fields")
+    _need(type(doc) is dict and set(doc) | {"guard_sites"} == set(FIELDS), "wrong fields")
+    sites = _list(doc.get("guard_sites", []))
+    _need(all(type(site) is list and [type(v) for v in site] == [int, str, int, str]
+              for site in sites), "guard_sites are not (entry, file, line, text)")
+    sites = tuple(tuple(site) for site in sites)
     try:
         tree = _untree(doc["in_tree"])
         specs = tuple(_unspec(s) for s in _list(doc["specs"]))
@@ -296,7 +305,8 @@ def loads(data, n_nodes):
     output = _int(doc["output"], "output")
     _need(0 <= output < n_nodes, "output is not a node")
     return dict(output=output, in_tree=tree, specs=specs, leaf_arg=leaf_arg, argnums=argnums,
-                argnums_is_int=doc["argnums_is_int"], value_dependent=doc["value_dependent"])
+                argnums_is_int=doc["argnums_is_int"], value_dependent=doc["value_dependent"],
+                guard_sites=sites)
 
 
 def _list(x):

@@ -16,7 +16,8 @@ What is accepted is exactly the layout the recorder produces:
 * entries: ``op`` is a row of the op table; ``out`` is -1 exactly for rows with
   ``outputs = 0``, otherwise fresh OP nodes, one per such entry, in increasing order;
   ``arg_start`` starts at 0, never decreases, and gives each entry exactly its row's
-  ``arity`` operands in ``args``; every operand is a node made before the entry (before
+  ``arity`` operands in ``args`` (a variadic row, arity 0: at least one, the count its
+  check compares with its ints); every operand is a node made before the entry (before
   its output, or before the next entry's output for an entry without one); the row's
   float attributes fill the ``floats`` arena exactly; the integer attributes pass the
   op's check from the table (``Op.check``, ``jit.checks``), which never trusts a pattern
@@ -144,7 +145,8 @@ def _check_entries(entries, nodes, size, arenas):
         bad[1:] |= arg_start[1:] < arg_start[:-1]
         _require(bad, "entry {}'s operand list lies outside the operand arena or before the previous one's")
     count = np.diff(np.append(arg_start, len(args)))
-    _require(count != arity, "entry {} does not have its op's number of operands")
+    _require(np.where(arity == 0, count < 1, count != arity),
+             "entry {} does not have its op's number of operands")
     # an operand must exist before the entry: before its output, or, for an entry without
     # one, before the next output on the tape
     bound = np.where(made, out, n).astype(np.int64)
@@ -160,6 +162,10 @@ def _check_entries(entries, nodes, size, arenas):
         rows = np.flatnonzero(op == code)
         row = J.OPS[code]
         operand_sizes = [size[args[arg_start[rows] + k]] for k in range(row.arity)]
+        if row.arity == 0:  # variadic: (operand counts, all their sizes entry after entry)
+            starts, counts = arg_start[rows], count[rows]
+            at = np.repeat(starts, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            operand_sizes = [counts, size[args[at]]]
         bad = row.check(arenas["ints"], iarg[rows], out_size[rows], *operand_sizes)
         if bad is not None:
             raise invalid(f"entry {int(rows[bad[0]])} ({row.name}): {bad[1]}")

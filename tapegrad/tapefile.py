@@ -18,7 +18,7 @@ goes through the same encoding (:func:`encode`) and the same checks (:func:`deco
 ``ints`` ``shapes`` (int64), ``values`` (float64): the arenas; ``inputs`` (int64)
 ``interface``   UTF-8 JSON (as uint8) of the argument description: ``output``,
                 ``in_tree``, ``specs``, ``leaf_arg``, ``argnums``, ``argnums_is_int``,
-                ``value_dependent`` (see :mod:`tapegrad.tapeargs`)
+                ``value_dependent``, ``guard_sites`` (see :mod:`tapegrad.tapeargs`)
 ==============  ===========================================================================
 
 ``need`` and ``live`` are not stored: they are recomputed from the validated columns, and so

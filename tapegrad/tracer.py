@@ -16,8 +16,9 @@ Invariants
   ``complex()``, ``round``/``math.floor``/..., ``.item()``, ``.tolist()``, number formats,
   and so every ``math`` function, ``np.float64(x)`` and ``a[i] = x``) raises a TypeError
   naming the expression and what to use instead; ``numpy.asarray`` raises too.
-* ``bool()`` and comparisons work, for Python control flow, but mark the recording *value
-  dependent* (such a tape is never reused for other inputs).  ``repr``/``str``/``print``
+* ``bool()`` and comparisons work, for Python control flow: a comparison turned into a
+  Python bool records a guard entry (checked on replay); one used otherwise (a mask) marks
+  the recording *value dependent* (never reused for other inputs).  ``repr``/``str``/``print``
   show the recorded value and change nothing.
 """
 import dis
@@ -88,6 +89,20 @@ class Traced:
     __rmatmul__ = lambda self, o: EMIT.matmul(o, self)
     __neg__ = lambda self: EMIT.affine(self, -1.0, 0.0)
     __pos__ = lambda self: self
+    __abs__ = lambda self: EMIT.unary("ABS", np.abs, self)
+    __mod__ = lambda self, o: EMIT.binary("REMAINDER", self, o)
+    __rmod__ = lambda self, o: EMIT.binary("REMAINDER", o, self)
+    __floordiv__ = lambda self, o: EMIT.binary("FLOOR_DIVIDE", self, o)
+    __rfloordiv__ = lambda self, o: EMIT.binary("FLOOR_DIVIDE", o, self)
+    __divmod__ = lambda self, o: (self // o, self % o)
+    __rdivmod__ = lambda self, o: (o // self, o % self)
+
+    # elementwise methods: a traced value is real, so real/conj are the value itself
+    real = property(lambda self: self)
+    conj = conjugate = lambda self: self
+    clip = lambda self, min=None, max=None: EMIT.clip(self, min, max)  # noqa: A002 - numpy's names
+    round = lambda self, decimals=0: EMIT.round_(self, decimals)
+    astype = lambda self, dtype, *args, **kwargs: EMIT.astype(self, dtype)
 
     # structure ----------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -112,6 +127,20 @@ class Traced:
 
     def dot(self, other):
         return EMIT.dot(self, other)
+
+    # numpy methods that are tapegrad.numpy functions (EMIT.np: tapegrad.numpy_arrays)
+    min = lambda self, axis=None, out=None, keepdims=False: EMIT.np.min(self, axis, out, keepdims)
+    prod = lambda self, axis=None, dtype=None, out=None, keepdims=False: EMIT.np.prod(self, axis, dtype, out, keepdims)
+    var = lambda self, axis=None, dtype=None, out=None, ddof=0, keepdims=False: EMIT.np.var(self, axis, dtype, out, ddof, keepdims)
+    std = lambda self, axis=None, dtype=None, out=None, ddof=0, keepdims=False: EMIT.np.std(self, axis, dtype, out, ddof, keepdims)
+    cumsum = lambda self, axis=None: EMIT.np.cumsum(self, axis)
+    cumprod = lambda self, axis=None: EMIT.np.cumprod(self, axis)
+    trace = lambda self, offset=0, axis1=0, axis2=1: EMIT.np.trace(self, offset, axis1, axis2)
+    diagonal = lambda self, offset=0, axis1=0, axis2=1: EMIT.np.diagonal(self, offset, axis1, axis2)
+    squeeze = lambda self, axis=None: EMIT.np.squeeze(self, axis)
+    swapaxes = lambda self, axis1, axis2: EMIT.np.swapaxes(self, axis1, axis2)
+    repeat = lambda self, repeats, axis=None: EMIT.np.repeat(self, repeats, axis)
+    take = lambda self, indices, axis=None: EMIT.np.take(self, indices, axis)
 
     def __getitem__(self, key):
         return EMIT.getitem(self, key)
@@ -175,24 +204,17 @@ class Traced:
             return str(self)
         raise _conversion_error("format", f"formatted as a number (format spec {spec!r})")
 
-    # comparisons and bool(): allowed for Python control flow; the recording becomes value
-    # dependent (such a tape is never reused for other inputs) ---------------------------
-    def _concrete(self):
-        self._rec.value_dependent = True
-        return self._value
-
-    __bool__ = lambda self: bool(self._concrete())
-    __lt__ = lambda self, o: self._concrete() < _plain(o)
-    __le__ = lambda self, o: self._concrete() <= _plain(o)
-    __gt__ = lambda self, o: self._concrete() > _plain(o)
-    __ge__ = lambda self, o: self._concrete() >= _plain(o)
-    __eq__ = lambda self, o: self._concrete() == _plain(o)
-    __ne__ = lambda self, o: self._concrete() != _plain(o)
+    # comparisons and bool(): allowed for Python control flow.  Turned into a Python bool,
+    # a comparison records a guard, checked on replay; used any other way (a mask) it makes
+    # the recording value dependent (tapegrad.emit.guard) ----------------------------------
+    __bool__ = lambda self: EMIT.truth(self)
+    __lt__ = lambda self, o: EMIT.compare("LT", self, o)
+    __le__ = lambda self, o: EMIT.compare("LE", self, o)
+    __gt__ = lambda self, o: EMIT.compare("GT", self, o)
+    __ge__ = lambda self, o: EMIT.compare("GE", self, o)
+    __eq__ = lambda self, o: EMIT.compare("EQ", self, o)
+    __ne__ = lambda self, o: EMIT.compare("NE", self, o)
     __hash__ = object.__hash__
-
-
-def _plain(x):
-    return x._concrete() if isinstance(x, Traced) else x
 
 
 _REMEDY = {
@@ -203,8 +225,9 @@ _REMEDY = {
     "index": "Indices and sizes must be known when recording: use x.shape, x.ndim or len(x) "
              "for sizes and Python ints or integer arrays for indices; compare it (x > 0) to "
              "branch on its value.",
-    "round": "Rounding has a zero derivative almost everywhere and is not supported; compare "
-             "it (x > 0, x >= 1) to branch on its value.",
+    "round": "To round and stay traced use tnp.round(x), tnp.floor(x), tnp.ceil(x), "
+             "tnp.trunc(x) or x.round() (a zero gradient, recomputed on replay); compare it "
+             "(x > 0, x >= 1) to branch on its value.",
     "format": "Use print(x), str(x) or f'{x}', which show the value being recorded, or format "
               "the result after the call (the value returned by tapegrad.value_and_grad).",
 }

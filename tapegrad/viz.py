@@ -105,8 +105,8 @@ def shape_str(shape):
 def entry_str(tape, i):
     """``i: OP(operands; attributes) -> out (shape)``: the operand list (an operand BLAS
     reads transposed as ``k.T``), then the float attributes by name (a SUM's scale only
-    when not 1), or else a reduction's (pre, m, post) or a MATMUL's first six integers; an
-    entry without output ends at the parenthesis."""
+    when not 1), or else a reduction's (pre, m, post), a MATMUL's first six integers or a
+    variadic entry's (k, pre, widths); an entry without output ends at the parenthesis."""
     row = J.OPS[tape.op[i]]
     ops = [str(k) for k in tape.operands(i)]
     if row.name == "MATMUL":
@@ -117,6 +117,11 @@ def entry_str(tape, i):
     if not shown and row.family in ("reduce", "linalg"):
         k = 6 if row.family == "linalg" else 3
         shown = [",".join(str(v) for v in tape.ints[tape.iarg[i]:tape.iarg[i] + k])]
+    if row.family == "guard":
+        shown = [f"took={bool(tape.ints[tape.iarg[i]])}"]
+    if row.family == "variadic":  # (k, pre, w_0 .. w_{k-1}): the count first
+        start = tape.iarg[i]
+        shown = [",".join(str(v) for v in tape.ints[start:start + 2 + tape.ints[start]])]
     attrs = "; " + ", ".join(shown) if shown else ""
     head = f"{i}: {row.name}({', '.join(ops)}{attrs})"
     out = tape.out[i]
@@ -228,8 +233,10 @@ def to_dot(tape, values=False, grads=None):
         label = _quote(_node_label(tape, node, producer, values, grads, diff))
         lines.append(f"  n{node} [label={label}, {_node_attrs(tape, node, producer)}];")
     for i in range(len(tape)):
-        if output_node(tape, i) < 0:
-            lines.append(f"  e{i} [label={_quote(f'{i}: {entry_call(tape, i)}')}, shape=diamond];")
+        if output_node(tape, i) < 0:  # a guard is drawn with the line of code that branched
+            guard = J.OPS[tape.op[i]].family == "guard"
+            label = f"{i}: {entry_call(tape, i)}" + (f"\nat {tape.guard_site(i)}" if guard else "")
+            lines.append(f"  e{i} [label={_quote(label)}, shape=diamond];")
     for src, dst, kind in graph_edges(tape):
         attrs = " [style=dashed]" if kind == "view" else (f' [label="{kind}"]' if kind else "")
         lines.append(f"  n{src} -> {dst if isinstance(dst, str) else f'n{dst}'}{attrs};")

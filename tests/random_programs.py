@@ -20,9 +20,14 @@ except ImportError:  # test_random_programs then checks against finite differenc
     anp = None
 
 MAX_SIZE = 36  # elements per node
-UNARY = ("exp", "log", "sqrt", "sin", "cos", "tanh", "log1p", "sigmoid")
-BINARY = ("add", "subtract", "multiply", "divide", "maximum")
-REDUCE = ("sum", "mean", "max", "logsumexp")
+UNARY = ("exp", "log", "sqrt", "sin", "cos", "tanh", "log1p", "sigmoid", "expm1", "exp2", "log2",
+         "log10", "sinh", "cosh", "arcsinh", "arctan", "square", "reciprocal", "sinc", "deg2rad")
+BINARY = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "fmax", "hypot",
+          "arctan2", "logaddexp", "logaddexp2")
+POSITIVE_ONLY = ("log", "sqrt", "log2", "log10", "reciprocal")  # drawn as x*x + 0.5
+GROWING = ("exp", "expm1", "exp2", "sinh", "cosh")  # replaced by tanh beyond |x| = 3
+SELECTING = ("maximum", "minimum", "fmax")  # kept away from ties
+REDUCE = ("sum", "mean", "max", "logsumexp", "min", "var")
 
 
 # running a program: ``lib`` is tnp (traced or plain numpy values alike) or "ag" ----------
@@ -72,7 +77,8 @@ def _key(key):
 # where each kind of step names its operand nodes (other ints are axes or indices)
 OPERANDS = {"unary": (2,), "affine": (1,), "powc": (1,), "binary": (2, 3), "const": (2,),
             "reduce": (2,), "softmax": (1,), "matmul": (1, 2), "reshape": (1,), "T": (1,),
-            "transpose": (1,), "broadcast_to": (1,), "index": (1,), "where": (2, 3)}
+            "transpose": (1,), "broadcast_to": (1,), "index": (1,), "where": (2, 3),
+            "scan": (2,), "join": (1, 2), "flip": (1,)}
 
 
 def apply(step, nodes, lib):
@@ -106,6 +112,14 @@ def apply(step, nodes, lib):
         return _ag("broadcast_to", args[0], args[1]) if ag else tnp.broadcast_to(args[0], args[1])
     if kind == "index":
         return args[0][_key(args[1])]
+    if kind == "scan":  # cumsum along an axis
+        return getattr(anp if ag else tnp, args[0])(args[1], axis=args[2])
+    if kind == "join":  # concatenate or stack two nodes
+        name, axis = args[2], args[3]
+        return getattr(anp if ag else tnp, name)([args[0], args[1]], axis=axis)
+    if kind == "flip":  # autograd has no flip gradient: a reversing slice there
+        x, axis = args
+        return x[(slice(None),) * axis + (slice(None, None, -1),)] if ag else tnp.flip(x, axis)
     if kind == "where":
         mask, x, y = np.array(args[0], bool), args[1], args[2]
         if not ag:
@@ -250,9 +264,9 @@ class Builder:
             i = self.positive(i)
             return None if i is None else self.add(("powc", i, p))
         v = self.vals[i]
-        if name in ("log", "sqrt") or (name == "log1p" and np.min(v) <= -0.5):
+        if name in POSITIVE_ONLY or (name == "log1p" and np.min(v) <= -0.5):
             i = self.positive(i)
-        elif name == "exp" and np.max(v) > 3.0:
+        elif name in GROWING and np.max(np.abs(v)) > 3.0:
             name = "tanh"
         return None if i is None else self.add(("unary", name, i))
 
@@ -286,9 +300,10 @@ class Builder:
             return None
         if self.draw(st.booleans()):
             i, j = j, i
-        if name == "divide" and np.min(np.abs(self.vals[j])) < 0.3:
-            j = self.positive(j)
-        if name == "maximum":
+        v = self.vals[j] if name == "arctan2" else np.abs(self.vals[j])  # arctan2: x > 0
+        if name in ("divide", "hypot", "arctan2") and np.min(v) < 0.3:
+            j = self.positive(j)  # away from a zero divisor, the cone's tip, the branch cut
+        if name in SELECTING:
             for _ in range(2):
                 if j is not None and np.min(np.abs(self.vals[i] - self.vals[j])) > 1e-3:
                     break
@@ -319,8 +334,8 @@ class Builder:
         else:
             axis = None
         keepdims = self.draw(st.booleans())
-        if name == "max":
-            top = np.max(v, axis=axis, keepdims=True)
+        if name in ("max", "min"):
+            top = (np.max if name == "max" else np.min)(v, axis=axis, keepdims=True)
             if np.any(np.sum(np.abs(v - top) < 1e-3, axis=axis) > 1):  # a tie: a kink
                 name = "sum"
         return self.add(("reduce", name, i, axis, keepdims))
@@ -366,9 +381,33 @@ class Builder:
         mask = np.array(self.draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool).reshape(shape)
         return self.add(("where", _tuples(mask.tolist()), i, j))
 
+    def arrays(self):
+        """cumsum / flip along an axis, or concatenate / stack of two nodes."""
+        i = self.pick(lambda v: v.ndim >= 1)
+        if i is None:
+            return None
+        v = self.vals[i]
+        axis = self.choice(list(range(v.ndim)))
+        form = self.choice(["scan", "flip", "join"])
+        if form == "flip":
+            return self.add(("flip", i, axis), self.family[i])
+        if form == "scan":
+            return self.add(("scan", "cumsum", i, axis))  # autograd has no cumprod gradient
+        name = self.choice(["concatenate", "stack"])
+
+        def fits(a, b):
+            if a.ndim != b.ndim or 2 * max(a.size, b.size) > MAX_SIZE:
+                return False
+            if name == "stack":
+                return a.shape == b.shape
+            return all(x == y for k, (x, y) in enumerate(zip(a.shape, b.shape)) if k != axis)
+
+        j = self.partner(i, fits)
+        return None if j is None else self.add(("join", i, j, name, axis))
+
     def step(self):
         kind = self.choice(["unary"] * 3 + ["binary"] * 6 + ["reduce", "softmax", "constant"]
-                           + ["matmul"] * 3 + ["view"] * 3 + ["where"])
+                           + ["matmul"] * 3 + ["view"] * 3 + ["where", "arrays"])
         if kind == "view":
             i = self.pick(lambda v: v.ndim >= 1)
             return None if i is None else self.view(i)

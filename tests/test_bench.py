@@ -48,6 +48,20 @@ def test_rosenbrock_reference_matches_finite_differences_and_loop_value():
     np.testing.assert_allclose(W.rosenbrock_grad(x), _fd(vec, x), rtol=1e-7, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", ["branch-flip", "branch-free"])
+def test_branch_references_match_finite_differences_and_tapegrad_flips_between_variants(name):
+    p = W.WORKLOADS[name].make("12")
+    model = M.branchy if name == "branch-flip" else M.branch_free
+    for x, want in zip((p.data["x"], p.data["x2"]), p.reference):
+        np.testing.assert_allclose(want, _fd(lambda v: model(v, np), x), rtol=1e-7, atol=1e-8)
+    call = Tapegrad().prepare(p)
+    for _ in range(3):
+        for got, want in zip(call(), p.reference):
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+    for got, want in zip(Numpy().prepare(p)(), p.reference):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_mlp_reference_matches_finite_differences_of_the_user_style_model():
     params, X, Y = W.mlp_data("5-4-3x6")
     assert [a.shape for a in params] == [(4, 5), (4,), (3, 4), (3,)]  # weights (out, in)

@@ -40,6 +40,27 @@ ROWS = {
     "max-ties": (lambda m: lambda x: m.max(x), (A([1.0, 3.0, 3.0]),), 0),
     "maximum-nan": (lambda m: lambda x, y: m.maximum(x, y), (math.nan, 1.0), (0, 1)),
     "max-nan": (lambda m: lambda x: m.max(x), (A([1.0, math.nan, 3.0]),), 0),
+    # kinks and ties of the dedicated ops
+    "abs-0": (lambda m: lambda x: m.abs(x), (0.0,), 0),
+    "abs-nan": (lambda m: lambda x: m.abs(x), (math.nan,), 0),
+    "minimum-tie": (lambda m: lambda x, y: m.minimum(x, y), (1.0, 1.0), (0, 1)),
+    "minimum-nan": (lambda m: lambda x, y: m.minimum(x, y), (math.nan, 1.0), (0, 1)),
+    "fmin-tie": (lambda m: lambda x, y: m.fmin(x, y), (1.0, 1.0), (0, 1)),
+    "fmin-nan": (lambda m: lambda x, y: m.fmin(x, y), (math.nan, 1.0), (0, 1)),
+    "fmax-nan": (lambda m: lambda x, y: m.fmax(x, y), (1.0, math.nan), (0, 1)),
+    "clip-lower": (lambda m: lambda x: m.clip(x, 0.0, 1.0), (0.0,), 0),
+    "clip-upper": (lambda m: lambda x: m.clip(x, 0.0, 1.0), (1.0,), 0),
+    "clip-inside": (lambda m: lambda x: m.clip(x, 0.0, 1.0), (0.5,), 0),
+    "floor-flat": (lambda m: lambda x: m.floor(x), (1.5,), 0),
+    "floor-jump": (lambda m: lambda x: m.floor(x), (2.0,), 0),
+    "round-half": (lambda m: lambda x: m.round(x), (2.5,), 0),
+    "sign-0": (lambda m: lambda x: m.sign(x), (0.0,), 0),
+    "arctan2-0-0": (lambda m: lambda y, x: m.arctan2(y, x), (0.0, 0.0), (0, 1)),
+    "hypot-0-0": (lambda m: lambda x, y: m.hypot(x, y), (0.0, 0.0), (0, 1)),
+    "remainder-jump": (lambda m: lambda x, y: m.remainder(x, y), (3.0, 1.5), (0, 1)),
+    "sinc-0": (lambda m: lambda x: m.sinc(x), (0.0,), 0),
+    "cbrt-0": (lambda m: lambda x: m.cbrt(x), (0.0,), 0),
+    "logaddexp-minus-inf": (lambda m: lambda x, y: m.logaddexp(x, y), (-math.inf, -math.inf), (0, 1)),
     # roots, logarithms, powers, division
     "sqrt-0": (lambda m: lambda x: m.sqrt(x), (0.0,), 0),
     "log-0": (lambda m: lambda x: m.log(x), (0.0,), 0),
@@ -87,6 +108,15 @@ ROWS = {
     "matmul-inf": (lambda m: lambda w: m.sum(w @ A([[math.inf], [0.0]])), (A([[1.0, 1.0]]),), 0),
     "mean-empty": (lambda m: lambda x: m.mean(x), (np.zeros(0),), 0),
     "max-empty": (lambda m: lambda x: m.max(x), (np.zeros(0),), 0),
+    # reductions and norms
+    "min-ties": (lambda m: lambda x: m.min(x), (A([1.0, 1.0, 3.0]),), 0),
+    "prod-zero": (lambda m: lambda x: m.prod(x), (A([2.0, 0.0, 3.0]),), 0),
+    "prod-two-zeros": (lambda m: lambda x: m.prod(x), (A([0.0, 0.0, 3.0]),), 0),
+    "cumprod-zero": (lambda m: lambda x: m.sum(m.cumprod(x)), (A([2.0, 0.0, 3.0]),), 0),
+    "std-constant": (lambda m: lambda x: m.std(x), (A([1.0, 1.0]),), 0),
+    "norm-0": (lambda m: lambda x: m.linalg.norm(x), (np.zeros(2),), 0),
+    "norm-1-0": (lambda m: lambda x: m.linalg.norm(x, 1), (np.zeros(2),), 0),
+    "norm-inf-0": (lambda m: lambda x: m.linalg.norm(x, np.inf), (np.zeros(2),), 0),
 }
 
 # rows whose tapegrad result breaks the documented convention today: id -> (reason, fix)
@@ -163,7 +193,8 @@ def doc_rows():
 DOC_ROWS = doc_rows()
 
 
-_ERRORS = {e.__name__: e for e in (ValueError, TypeError, ZeroDivisionError, AssertionError)}
+_ERRORS = {e.__name__: e for e in (ValueError, TypeError, ZeroDivisionError, AssertionError,
+                                    NotImplementedError)}  # autograd: a primitive without a VJP
 
 
 def parse(cell):

@@ -22,8 +22,9 @@ def shapes_re(*shapes):
 # --- non-scalar output ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("transform", [tg.grad, tg.value_and_grad])
-@pytest.mark.parametrize("shape", [(3,), (2, 3), (1,)])
+@pytest.mark.parametrize("shape", [(3,), (2, 3), (0,), (0, 1)])
 def test_non_scalar_output(transform, shape, monkeypatch):
+    """Refused before any analysis; a size-1 output of any shape is a scalar (issue 10)."""
     def boom(*args):
         raise AssertionError("the tape was analysed before the output shape was checked")
 
@@ -167,10 +168,10 @@ def test_numpy_asarray_of_traced_value():
 
 
 @pytest.mark.parametrize("name, fn", [
-    ("arctan2", lambda x: np.arctan2(x, x)),
-    ("floor", np.floor),
-    ("abs", np.abs),
-    ("exp2", np.exp2),
+    ("nextafter", lambda x: np.nextafter(x, x)),
+    ("spacing", np.spacing),
+    ("heaviside", lambda x: np.heaviside(x, 0.5)),
+    ("frexp", np.frexp),
 ])
 def test_unsupported_numpy_ufunc(name, fn):
     with pytest.raises(TypeError, match=rf"numpy\.{name}.*not supported"):
@@ -183,24 +184,24 @@ def test_unsupported_ufunc_method():
 
 
 @pytest.mark.parametrize("name, fn", [
-    ("cumsum", np.cumsum),
+    ("median", np.median),
     ("sort", np.sort),
-    ("concatenate", lambda x: np.concatenate([x, x])),
+    ("fft", lambda x: np.fft.fft(x).real),
 ])
 def test_unsupported_numpy_function(name, fn):
     with pytest.raises(TypeError, match=rf"numpy\.{name}.*not supported"):
         tg.grad(lambda x: tnp.sum(fn(x)))(np.ones(3))
 
 
-@pytest.mark.parametrize("name", ["cumsum", "arctan2", "floor", "linalg"])
+@pytest.mark.parametrize("name", ["median", "spacing", "heaviside", "fft"])
 def test_missing_tnp_attribute(name):
     with pytest.raises(AttributeError, match=rf"tapegrad\.numpy.*'{name}'"):
         getattr(tnp, name)
 
 
 def test_missing_tnp_attribute_inside_a_function():
-    with pytest.raises(AttributeError, match="cumsum"):
-        tg.grad(lambda x: tnp.sum(tnp.cumsum(x)))(np.ones(3))
+    with pytest.raises(AttributeError, match="median"):
+        tg.grad(lambda x: tnp.sum(tnp.median(x)))(np.ones(3))
 
 
 # --- indexing --------------------------------------------------------------------------------

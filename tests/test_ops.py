@@ -19,6 +19,9 @@ from tapegrad.jit import dispatch, gen_dispatch
 
 R = "real"      # inputs drawn from N(0, 1)
 POS = "pos"     # inputs drawn from U(0.5, 2)
+UNIT = "unit"   # inputs drawn from U(-0.9, 0.9): arcsin, arccos, arctanh, tan
+GT1 = "gt1"     # inputs drawn from U(1.2, 3): arccosh
+SIGNED = "signed"  # U(0.5, 2) with a random sign: divisors of % and fmod
 
 UNARY_SHAPES = [(), (5,), (3, 4)]
 BINARY_SHAPES = [((), ()), ((5,), (5,)), ((3, 4), (4,)), ((3, 4), ()), ((), (3, 4)),
@@ -61,10 +64,35 @@ def where_cases():
             (lambda x, y: np.where(True, x, y) + np.where(0, x, y), ((), ()), R)]
 
 
+ZEROS = np.array([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.0, 1.0]])  # one zero, two zeros per row
+
+
+def scan_cases(fn):
+    """CUMSUM / CUMPROD: 0-d to 3-d, every axis, None (flattened), empty, non-contiguous."""
+    return [(lambda x, a=a: fn(x, axis=a), (s,), R) for s, a in
+            [((), None), ((5,), 0), ((3, 4), 0), ((3, 4), -1), ((2, 3, 4), 1), ((2, 3, 4), None),
+             ((0, 3), 1), ((3, 0), 1)]] + [(lambda x: fn(x.T, axis=0), ((3, 4),), R),
+                                          (lambda x: fn(x[::2], axis=0), ((5, 2),), R)]
+
+
+def concat_cases():
+    """CONCAT: any operand count, any axis, constants among operands, empty operands,
+    stacking (new axis) and one node twice."""
+    return [(lambda a, b: tnp.concatenate([a, b]), ((2,), (3,)), R),
+            (lambda a, b: tnp.concatenate([a, b, a], axis=1), ((3, 2), (3, 1)), R),
+            (lambda a, b: tnp.concatenate((a, np.ones((2, 3, 2)), b), axis=-1), ((2, 3, 1), (2, 3, 4)), R),
+            (lambda a, b: tnp.concatenate([a, b], axis=None), ((2, 2), (3,)), R),
+            (lambda a, b: tnp.concatenate([a, b]), ((0, 2), (3, 2)), R),
+            (lambda a, b: tnp.stack([a, b], axis=1), ((3, 2), (3, 2)), R),
+            (lambda a, b: tnp.stack([a, b, a * b]), ((), ()), R),
+            (lambda a: np.stack([a.T, a.T]), ((3, 2),), R),
+            (lambda a, b: tnp.array([[a, 1.0], [b, a]]), ((), ()), R)]
+
+
 CASES = {
     "AFFINE": unary(lambda x: 2.5 * x - 1.0) + unary(lambda x: 3.0 - x) + unary(lambda x: -x),
     "POWC": unary(lambda x: x ** 2) + unary(lambda x: x ** 3.0) + unary(lambda x: x ** 0.5, POS)
-            + unary(lambda x: x ** -1.5, POS) + unary(lambda x: tnp.square(x)),
+            + unary(lambda x: x ** -1.5, POS),
     "EXP": unary(tnp.exp),
     "LOG": unary(tnp.log, POS),
     "SQRT": unary(tnp.sqrt, POS),
@@ -80,6 +108,50 @@ CASES = {
     "POW": binary(lambda a, b: a ** b, POS) + unary(lambda x: 2.0 ** x),
     "MAXIMUM": binary(tnp.maximum),
     "WHERE": where_cases(),
+    # ops_unary
+    "ABS": unary(tnp.abs) + unary(abs) + unary(np.absolute) + unary(tnp.fabs),
+    "SIGN": unary(tnp.sign) + unary(np.sign),
+    "FLOOR": unary(tnp.floor) + unary(lambda x: np.floor(3.0 * x)),
+    "CEIL": unary(tnp.ceil) + unary(np.ceil),
+    "TRUNC": unary(lambda x: tnp.trunc(3.0 * x)),
+    "RINT": unary(lambda x: tnp.rint(3.0 * x)) + unary(np.rint),
+    "ROUND": unary(lambda x: tnp.round(3.0 * x)) + unary(lambda x: np.round(x, 2))
+             + unary(lambda x: (x * 10.0).round(-1)) + unary(lambda x: tnp.around(x, 1)),
+    "CLIP": unary(lambda x: tnp.clip(x, -0.5, 0.5)) + unary(lambda x: x.clip(-0.3))
+            + unary(lambda x: np.clip(x, None, 0.2)) + unary(lambda x: x.clip(min=0.4, max=-0.4)),
+    "SQUARE": unary(tnp.square) + unary(np.square),
+    "RECIPROCAL": unary(tnp.reciprocal, POS) + unary(np.reciprocal, POS),
+    "CBRT": unary(tnp.cbrt),
+    "EXPM1": unary(tnp.expm1) + unary(lambda x: np.expm1(1e-6 * x)),
+    "EXP2": unary(tnp.exp2),
+    "LOG2": unary(tnp.log2, POS),
+    "LOG10": unary(np.log10, POS),
+    "SINH": unary(tnp.sinh),
+    "COSH": unary(np.cosh),
+    "ARCSINH": unary(tnp.arcsinh),
+    "ARCCOSH": unary(tnp.arccosh, GT1),
+    "ARCTANH": unary(tnp.arctanh, UNIT),
+    "TAN": unary(tnp.tan, UNIT),
+    "ARCSIN": unary(tnp.arcsin, UNIT),
+    "ARCCOS": unary(np.arccos, UNIT),
+    "ARCTAN": unary(tnp.arctan),
+    "SINC": unary(tnp.sinc) + unary(np.sinc) + unary(lambda x: tnp.sinc(1e-5 * x)),
+    "DEG2RAD": unary(lambda x: tnp.deg2rad(50.0 * x)) + unary(np.radians),
+    "RAD2DEG": unary(tnp.rad2deg) + unary(np.degrees),
+    # ops_binary
+    "MINIMUM": binary(tnp.minimum) + unary(lambda x: tnp.minimum(x, 0.0)) + unary(lambda x: np.minimum(1.0, x))
+               + binary(lambda x, lo: tnp.clip(x, lo, 0.5), shapes=[((3, 4), (4,))]),
+    "FMIN": binary(tnp.fmin),
+    "FMAX": binary(np.fmax) + unary(lambda x: tnp.fmax(x, -0.2)),
+    "REMAINDER": binary(lambda a, b: a % b, SIGNED) + unary(lambda x: x % 0.75) + unary(lambda x: 2.0 % x, SIGNED)
+                 + binary(tnp.mod, SIGNED, shapes=[((3, 4), (4,))]) + binary(np.remainder, SIGNED, [((5,), ())]),
+    "FLOOR_DIVIDE": binary(lambda a, b: a // b, SIGNED) + unary(lambda x: divmod(x, 0.75)[0])
+                    + unary(lambda x: 2.0 // x, SIGNED) + binary(np.floor_divide, SIGNED, [((5,), ())]),
+    "FMOD": binary(tnp.fmod, SIGNED) + unary(lambda x: np.fmod(x, 0.7)),
+    "ARCTAN2": binary(tnp.arctan2) + unary(lambda x: np.arctan2(x, 1.5)),
+    "HYPOT": binary(tnp.hypot) + unary(lambda x: np.hypot(2.0, x)),
+    "LOGADDEXP": binary(tnp.logaddexp) + unary(lambda x: np.logaddexp(x, 0.0)),
+    "LOGADDEXP2": binary(tnp.logaddexp2) + unary(lambda x: np.logaddexp2(30.0 * x, 1.0)),
     "SUM": axis_cases(tnp.sum) + axis_cases(tnp.mean),
     "MAX": axis_cases(tnp.max),
     "LOGSUMEXP": axis_cases(tnp.logsumexp),
@@ -94,6 +166,19 @@ CASES = {
                (lambda x: x[None, ..., 1:3], ((3, 4),), R), (lambda x: x.T, ((3, 4),), R),
                (lambda x: tnp.transpose(x, (2, 0, 1)), ((2, 3, 4),), R),
                (lambda x: tnp.broadcast_to(x, (3, 4)), ((4,),), R)],
+    # guards: branches that both the recording point and the replay point take
+    "GUARD_LT": [(lambda x: tnp.sin(x) if x < 10.0 else x, ((),), R)],
+    "GUARD_LE": [(lambda x, y: x * y if x <= y + 10.0 else x, ((), ()), R)],
+    "GUARD_GT": [(lambda x: x ** 2 if x > 0 else -x, ((),), POS)],
+    "GUARD_GE": [(lambda x: x * 3.0 if x[0] >= -5.0 else x, ((1,),), R)],
+    "GUARD_EQ": [(lambda x: x * 3.0 if x == 100.0 else tnp.exp(x), ((),), R)],
+    "GUARD_NE": [(lambda x: tnp.cos(x) if x != 100.0 else x, ((),), R),
+                 (lambda x: tnp.cos(x) if x else x, ((),), POS)],
+    "CUMSUM": scan_cases(tnp.cumsum),
+    "CUMPROD": scan_cases(tnp.cumprod) + [(lambda x: tnp.cumprod(x * ZEROS, axis=1), ((2, 4),), R),
+                                          (lambda x: tnp.prod(x, axis=(0, 2)), ((2, 3, 4),), R),
+                                          (lambda x: tnp.prod(x * ZEROS), ((2, 4),), R)],
+    "CONCAT": concat_cases(),
 }
 
 PARAMS = [pytest.param(name, fn, shapes, domain, id=f"{name}-{i}-{'x'.join(map(str, shapes))}")
@@ -144,7 +229,9 @@ def test_interpreter_has_one_branch_per_opcode():
 
 def _inputs(shapes, domain, seed):
     rng = np.random.default_rng(seed)
-    draw = (lambda s: rng.normal(size=s)) if domain == R else (lambda s: rng.uniform(0.5, 2.0, size=s))
+    draw = {R: lambda s: rng.normal(size=s), POS: lambda s: rng.uniform(0.5, 2.0, size=s),
+            UNIT: lambda s: rng.uniform(-0.9, 0.9, size=s), GT1: lambda s: rng.uniform(1.2, 3.0, size=s),
+            SIGNED: lambda s: rng.uniform(0.5, 2.0, size=s) * rng.choice([-1.0, 1.0], size=s)}[domain]
     return [np.asarray(draw(s), dtype=np.float64) for s in shapes]
 
 
@@ -225,3 +312,36 @@ def test_contiguous_selections_are_views_without_entries(shape, select):
 
     np.testing.assert_allclose(tg.grad(loss)(x), _central_difference(loss, [x.copy()], 0),
                                rtol=1e-6, atol=1e-8)
+
+
+ELEMENTWISE_FAMILIES = ("map", "zip", "select")
+ELEMENTWISE_PARAMS = [p for p in PARAMS if J.OPS[J.CODES[p.values[0]]].family in ELEMENTWISE_FAMILIES]
+
+
+def _strided(x):
+    """The same values as a non-contiguous view: every other element of a larger array,
+    with transposed storage for 2-d and more."""
+    if x.ndim == 0:
+        return x
+    t = x.T  # for 2-d and more, transposed storage as well
+    return np.stack([t, np.full_like(t, np.nan)], axis=-1)[..., 0].T
+
+
+@pytest.mark.parametrize("name, fn, shapes, domain", ELEMENTWISE_PARAMS)
+def test_elementwise_layouts_and_float32(name, fn, shapes, domain):
+    """Every elementwise case: non-contiguous inputs give the gradient of contiguous ones,
+    and float32 inputs give the float64 gradient to float32 tolerance, in float32."""
+    xs = _inputs(shapes, domain, seed=len(name) * 7 + len(shapes))
+    w = np.random.default_rng(1).normal(size=np.shape(fn(*xs)))
+    nums = tuple(range(len(xs)))
+    d = tg.grad(lambda *args: tnp.sum(w * fn(*args)), argnums=nums)
+    expected = d(*xs)
+    strided = [_strided(x) for x in xs]
+    assert any(x.ndim == 0 for x in xs) or not all(s.flags.c_contiguous for s in strided)
+    for got, want in zip(d(*strided), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+    singles = [x.astype(np.float32) for x in xs]
+    at_singles = d(*[s.astype(np.float64) for s in singles])  # the float64 gradient there
+    for got, want in zip(d(*singles), at_singles):
+        assert np.asarray(got).dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)

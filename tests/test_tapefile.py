@@ -41,7 +41,8 @@ def mixed(x, W, idx, scale):
     M = W.T @ W + np.ones((2, 2)) + W * x[:2].reshape(2, 1) + (W + x[1:])
     return (tnp.sum(h * g) * scale + tnp.max(M) + tnp.sum(tnp.logsumexp(M, axis=0))
             + tnp.sum(tnp.softmax(M, axis=1)[0] * tnp.mean(M, axis=1))
-            + tnp.sum(tnp.where(np.array([True, False]), g, h)))
+            + tnp.sum(tnp.where(np.array([True, False]), g, h))
+            + tnp.sum(tnp.cumprod(tnp.cumsum(g)) * tnp.concatenate([g, h, np.ones(1)])[1:3]))
 
 
 def mixed_args(rng):
@@ -334,8 +335,8 @@ def _with_entry_without_output(tape, name, operand, out=-1):
 
 
 def test_an_entry_without_output_is_validated_printed_and_replayed(monkeypatch):
-    """No op writes no node yet (issue 9's guards will, with ``outputs = 0``); the format, the
-    validator, the printer, activity and the program handle such an entry already.  Here
+    """Any row with ``outputs = 0`` (the guards are such rows): the format, the validator,
+    the printer, activity and the program handle such an entry.  Here
     SIN's row is patched to ``outputs = 0`` and one SIN entry reading node 1 is appended."""
     tape = tg.record(lambda x: tnp.exp(x) * 2.0, 0.5)
     state = _with_entry_without_output(tape, "SIN", 1)

@@ -46,6 +46,19 @@ def rosenbrock_loop(x):
     return s
 
 
+def branchy(x, np):
+    """Rosenbrock plus a term whose sign a Python branch on the traced x[0] chooses (a
+    guard in tapegrad); the branch comes first, as when code picks a formula."""
+    if x[0] > 0:
+        return rosenbrock(x, np) + x[0] ** 2
+    return rosenbrock(x, np) - x[0] ** 2
+
+
+def branch_free(x, np):
+    """``branchy``'s work without the branch."""
+    return rosenbrock(x, np) + x[0] ** 2
+
+
 def loop_ops(n):
     """The number of arithmetic operations ``rosenbrock_loop`` performs on n elements."""
     return 8 * (n - 1)

@@ -40,6 +40,15 @@ class Autograd(System):
         grad, x = autograd.grad(M.rosenbrock_loop), p.data["x"]
         return lambda: grad(x)
 
+    def branch_flip(self, p, model=M.branchy):
+        import autograd
+        import autograd.numpy as anp
+        grad, x, x2 = autograd.grad(lambda x: model(x, anp)), p.data["x"], p.data["x2"]
+        return lambda: [grad(x), grad(x2)]
+
+    def branch_free(self, p):
+        return self.branch_flip(p, M.branch_free)
+
     def mlp(self, p):
         import autograd
         import autograd.numpy as anp
@@ -153,6 +162,14 @@ class Torch(System):
     def rosenbrock_loop(self, p):
         (x,) = self._leaves(p.data["x"])
         return lambda: self._backward(M.rosenbrock_loop, [x])[0]
+
+    def branch_flip(self, p, model=M.branchy):
+        tnp = M.torch_namespace()
+        x, x2 = self._leaves(p.data["x"], p.data["x2"])
+        return lambda: [self._backward(lambda v: model(v, tnp), [v])[0] for v in (x, x2)]
+
+    def branch_free(self, p):
+        return self.branch_flip(p, M.branch_free)
 
     def mlp(self, p):
         import torch

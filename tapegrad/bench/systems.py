@@ -31,6 +31,13 @@ class Numpy(System):
         params, X, Y = p.data["params"], p.data["X"], p.data["Y"]
         return lambda: W.mlp_numpy_grad(params, X, Y)
 
+    def branch_flip(self, p, branch=True):
+        x, x2 = p.data["x"], p.data["x2"]
+        return lambda: [W.branchy_grad(x, branch), W.branchy_grad(x2, branch)]
+
+    def branch_free(self, p):
+        return self.branch_flip(p, False)
+
     def many_points(self, p):
         if "x" in p.data:
             x = p.data["x"]
@@ -85,6 +92,15 @@ class Tapegrad(System):
         grad = tg.grad(lambda params, X, Y: M.mlp_loss(params, X, Y, tnp))
         params, X, Y = p.data["params"], p.data["X"], p.data["Y"]
         return lambda: grad(params, X, Y)
+
+    def branch_flip(self, p, model=M.branchy):
+        import tapegrad as tg
+        import tapegrad.numpy as tnp
+        grad, x, x2 = tg.grad(lambda x: model(x, tnp)), p.data["x"], p.data["x2"]
+        return lambda: [grad(x), grad(x2)]
+
+    def branch_free(self, p):
+        return self.branch_flip(p, M.branch_free)
 
     def many_points(self, p):
         raise Unsupported("needs batched gradients (tapegrad.batch_grad), not in tapegrad yet")

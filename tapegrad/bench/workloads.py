@@ -66,6 +66,29 @@ def _rosenbrock(name):
     return make
 
 
+# 3b. a branch on a traced value that flips on every call, against the same work unbranched
+
+def branchy_grad(x, branch=True):
+    """The gradient of ``models.branchy`` (or ``branch_free``) at x, by hand."""
+    g = rosenbrock_grad(x)
+    g[0] += 2.0 * x[0] if x[0] > 0 or not branch else -2.0 * x[0]
+    return g
+
+
+def _branch(name):
+    """Two points whose first coordinates differ in sign: a call is a gradient at each, so
+    with ``branch-flip`` every gradient takes the other branch than the one before."""
+    def make(size):
+        x = _rng().uniform(-1.0, 1.0, int(size))
+        x[0] = 0.5
+        x2 = x.copy()
+        x2[0] = -0.5
+        flip = name == "branch-flip"
+        return Problem(name, str(size), float(size), {"x": x, "x2": x2},
+                       [branchy_grad(x, flip), branchy_grad(x2, flip)])
+    return make
+
+
 # 4. the MLP: sigmoid hidden layers, softmax cross-entropy ----------------------------------
 
 def mlp_data(spec):
@@ -134,6 +157,10 @@ WORKLOADS = {w.name: w for w in [
     Workload("rosenbrock", "vectorised Rosenbrock", (100, 10_000, 1_000_000), (100, 10_000), _rosenbrock("rosenbrock")),
     Workload("rosenbrock-loop", "Rosenbrock as a Python loop over scalars", (10, 100, 1000), (10, 100),
              _rosenbrock("rosenbrock-loop")),
+    Workload("branch-flip", "gradient of a function whose branch on a traced value flips on "
+             "every call (two calls per sample)", (100, 10_000), (100,), _branch("branch-flip")),
+    Workload("branch-free", "the same function and calls without the branch", (100, 10_000), (100,),
+             _branch("branch-free")),
     Workload("mlp", "MLP as users write it: weights (out, in), h @ W.T + b, sigmoid and "
              "softmax cross-entropy written out; gradient of all weights and biases",
              ("784-256-128-10x64", "64-32-10x16"), ("784-256-128-10x64", "64-32-10x16"), _mlp),

@@ -1,16 +1,24 @@
 """Elementwise emitters: arithmetic with numbers folded into one entry (AFFINE, POWC), unary
-maps, broadcasting binary ops, and ``where``.
+maps, broadcasting binary ops, ``where``, ``round`` and ``clip`` (float attributes), ``astype``.
 
 Invariants
 ----------
 * Broadcasting that fits a (d0, d1) block is one entry; more axes first broadcast both
   operands with a GATHER; same-shape operands store no pattern (the program makes it).
+* A Python number meets a traced value in one entry: folded into AFFINE/POWC for ``+ - * **``,
+  a float attribute of CLIP/ROUND, otherwise a one-element constant node that the zip
+  entry reads at stride 0 (``x % 2.0``, ``minimum(x, 0.0)``).
+* Which numpy function computes a zip row's eager value comes from its row (``NUMPY``).
 """
+import operator
+
 import numpy as np
 
 from tapegrad import shapes as S
 from tapegrad.jit import CODES as C
-from tapegrad.tracer import EMIT, Traced, _as_float_array, _emit, _recorder, is_number, lift
+from tapegrad.jit.ops_elementwise import NUMPY
+from tapegrad.jit.optable import OPS
+from tapegrad.tracer import EMIT, Traced, _as_float_array, _conversion_error, _emit, _recorder, is_number, lift
 from tapegrad.emit.shape import broadcast_to
 from tapegrad.recorder import CONST
 
@@ -29,8 +37,8 @@ def unary(name, eager, x, floats=()):
     return _emit(x._rec, name, (x._node,), value, floats=floats)
 
 
-_EAGER = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply, "DIV": np.divide,
-          "POW": np.power, "MAXIMUM": np.maximum}
+# the eager (numpy) function of each zip row, from the numpy names its row gives
+_EAGER = {row.name: getattr(np, NUMPY[row.name][0]) for row in OPS if row.family == "zip"}
 
 
 def binary(name, x, y):
@@ -89,7 +97,39 @@ def where(cond, x, y):
     return _emit(rec, "WHERE", tuple(nodes), np.where(c, values[0], values[1]))
 
 
+def round_(x, decimals=0):
+    """numpy.round(x, decimals) of a traced x: one ROUND entry (zero gradient; a replay
+    rounds the new values)."""
+    d = operator.index(decimals)
+    return unary("ROUND", lambda v: np.round(v, d), x, (float(d),))
+
+
+def clip(x, lo, hi):
+    """numpy.clip(x, lo, hi).  Number bounds (or None) become the float attributes of one
+    CLIP entry, whose slope is 0 at a bound (the minimum-norm subgradient); an array or
+    traced bound records maximum(x, lo) then minimum(., hi), whose ties split evenly."""
+    if isinstance(x, Traced) and all(b is None or is_number(b) for b in (lo, hi)):
+        p = -np.inf if lo is None else float(lo)
+        q = np.inf if hi is None else float(hi)
+        return unary("CLIP", lambda v: np.clip(v, p, q), x, (p, q))
+    y = x if lo is None else binary("MAXIMUM", x, lo)
+    return y if hi is None else binary("MINIMUM", y, hi)
+
+
+def astype(x, dtype):
+    """x.astype(dtype): float64 and float32 keep the value (tapes compute in float64); any
+    other dtype would drop the derivative (int, bool) or is not supported (complex, float16),
+    and raises a ConversionError naming it."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f" and dt.itemsize >= 4:
+        return x
+    raise _conversion_error("round" if dt.kind in "biu" else "float", f"converted to {dt.name} by astype")
+
+
 EMIT.affine = affine
+EMIT.round_ = round_
+EMIT.clip = clip
+EMIT.astype = astype
 EMIT.unary = unary
 EMIT.binary = binary
 EMIT.where = where
