@@ -9,7 +9,7 @@ protocols; anything tapegrad does not support raises a TypeError naming it.
 import numpy as _np
 
 from tapegrad import tracer as _tracer
-from tapegrad.emit import elementwise as _ew, linalg as _la, reductions as _red, shape as _sh
+from tapegrad.emit import contract as _ct, elementwise as _ew, linalg as _la, reductions as _red, shape as _sh
 from tapegrad.tracer import Traced as _Traced
 from tapegrad.jit.optable import OPS as _OPS
 from tapegrad.jit.ops_elementwise import NUMPY as _ROW_NUMPY
@@ -135,7 +135,7 @@ def matmul(x, y):
 
 
 def dot(x, y):
-    return _la.dot(x, y) if _traced(x, y) else _np.dot(x, y)
+    return _ct.dot(x, y) if _traced(x, y) else _np.dot(x, y)
 
 
 def reshape(x, shape):

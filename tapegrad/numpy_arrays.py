@@ -1,5 +1,6 @@
 """The ``tapegrad.numpy`` functions for reductions, array building, layouts and indexing
-(``min prod var std cumsum cumprod trace diff gradient linalg.norm``, ``concatenate stack split ...``,
+(``min prod var std cumsum cumprod trace diff gradient linalg.norm``,
+``tensordot inner outer vdot kron cross einsum`` and ``linalg.matmul/tensordot/outer/cross``, ``concatenate stack split ...``,
 ``take take_along_axis``, ``array``/``asarray`` of lists of traced values).
 
 Each takes its numpy namesake's arguments; on traced values it records (see
@@ -20,7 +21,7 @@ import types
 
 import numpy as _np
 
-from tapegrad.emit import arrays as _ar, indexing as _ix, stats as _st
+from tapegrad.emit import arrays as _ar, contract as _ct, indexing as _ix, stats as _st
 from tapegrad.tracer import Traced as _Traced
 
 
@@ -76,7 +77,44 @@ cumprod = _both(_np.cumprod, lambda x, axis=None: _st.cumprod(x, axis))
 trace = _both(_np.trace, _st.trace)
 diff = _both(_np.diff, _st.diff)
 gradient = _both(_np.gradient, _st.gradient)
-linalg = types.SimpleNamespace(norm=_both(_np.linalg.norm, _st.norm, "norm"))
+tensordot = _both(_np.tensordot, _ct.tensordot)
+inner = _both(_np.inner, _ct.inner)
+outer = _both(_np.outer, _ct.outer)
+vdot = _both(_np.vdot, _ct.vdot)
+kron = _both(_np.kron, _ct.kron)
+cross = _both(_np.cross, _ct.cross)
+einsum = _both(_np.einsum, _ct.einsum)
+
+
+def _linalg_outer(x1, x2):
+    if _np.ndim(x1) != 1 or _np.ndim(x2) != 1:
+        raise ValueError(f"linalg.outer: Input arrays must be one-dimensional, got shapes "
+                         f"{_np.shape(x1)} and {_np.shape(x2)}")
+    return _ct.outer(x1, x2)
+
+
+def _linalg_cross(x1, x2, /, *, axis=-1):
+    for x in (x1, x2):
+        if _np.shape(x)[axis:][:1] != (3,):
+            raise ValueError(f"linalg.cross: both input arrays must be (arrays of) 3-dimensional "
+                             f"vectors, got shapes {_np.shape(x1)} and {_np.shape(x2)} (axis {axis})")
+    return _ct.cross(x1, x2, axis=axis)
+
+
+def _linalg_matmul(x1, x2, /):
+    from tapegrad.emit.linalg import matmul as _mm  # the emitter; tnp.matmul is in tapegrad.numpy
+    return _mm(x1, x2)
+
+
+def _linalg_tensordot(x1, x2, /, *, axes=2):
+    return _ct.tensordot(x1, x2, axes)
+
+
+# numpy >= 2's array-API names in numpy.linalg, where numpy has them
+_LINALG = {"outer": _linalg_outer, "cross": _linalg_cross, "matmul": _linalg_matmul,
+           "tensordot": _linalg_tensordot}
+linalg = types.SimpleNamespace(norm=_both(_np.linalg.norm, _st.norm, "norm"), **{
+    k: _both(getattr(_np.linalg, k), f, k) for k, f in _LINALG.items() if hasattr(_np.linalg, k)})
 
 def _concatenate(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
     if out is not None or dtype not in (None, float, _np.float64):
@@ -158,6 +196,9 @@ FUNCTIONS = {
     _np.moveaxis: moveaxis, _np.swapaxes: swapaxes, _np.rollaxis: rollaxis,
     _np.expand_dims: expand_dims, _np.squeeze: squeeze, _np.diagonal: diagonal,
     _np.ravel: ravel, _np.take: take, _np.take_along_axis: take_along_axis,
+    _np.tensordot: tensordot, _np.inner: inner, _np.outer: outer, _np.vdot: vdot, _np.kron: kron,
+    _np.cross: cross, _np.einsum: einsum,
+    **{getattr(_np.linalg, k): getattr(linalg, k) for k in _LINALG if hasattr(_np.linalg, k)},
     _np.ndim: ndim, _np.size: size, _np.atleast_1d: atleast_1d, _np.atleast_2d: atleast_2d, _np.atleast_3d: atleast_3d,
 }
 __all__ = sorted(n for n in dir() if not n.startswith("_") and n not in ("types", "FUNCTIONS"))

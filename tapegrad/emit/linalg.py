@@ -1,4 +1,5 @@
-"""Linear-algebra emitters: matmul (batched, transposes as BLAS flags) and dot.
+"""Linear-algebra emitters: matmul (batched, transposes as BLAS flags); dot and the other
+contractions are compositions in ``tapegrad.emit.contract``.
 
 Invariants
 ----------
@@ -9,7 +10,6 @@ import numpy as np
 from tapegrad import shapes as S
 from tapegrad.jit import CODES as C
 from tapegrad.tracer import EMIT, Traced, _as_float_array, _emit, _recorder, is_number, lift
-from tapegrad.emit.elementwise import binary
 from tapegrad.emit.shape import broadcast_to
 
 
@@ -57,15 +57,4 @@ def _batch_operand(rec, node, value, batch, core):
     return node, value, core[0] * core[1]
 
 
-def dot(x, y):
-    xs, ys = np.shape(x._value if isinstance(x, Traced) else x), np.shape(y._value if isinstance(y, Traced) else y)
-    if len(xs) == 0 or len(ys) == 0:
-        return binary("MUL", x, y)
-    if len(xs) > 2 or len(ys) > 2:
-        raise TypeError(f"dot: arrays of more than 2 dimensions (shapes {xs} and {ys}) are not "
-                        "supported; use matmul (@)")
-    return matmul(x, y)
-
-
 EMIT.matmul = matmul
-EMIT.dot = dot
