@@ -96,8 +96,11 @@ class Tape(Replay):
         e, n = columns["entries"], columns["nodes"]
         traced_args = [arg for arg, spec in zip(leaf_arg, specs) if spec[0] == "f"]
         diff = np.array([node for node, arg in zip(inputs, traced_args) if arg in argnums], np.int64)
-        need, live = J.activity(e["out"], e["arg_start"], columns["args"], n["base"], diff,
-                                np.int64(output))
+        n_nodes = len(n["base"])
+        flags = np.zeros((2, n_nodes), np.uint8)
+        J.activity(e["out"], e["arg_start"], columns["args"], n["base"], diff, np.int64(output),
+                   np.zeros((3, n_nodes), np.uint8), flags)
+        need, live = flags
         return cls(**e, **n, need=need, live=live, args=columns["args"], floats=columns["floats"],
                    ints=columns["ints"], shapes=columns["shapes"], values=columns["values"],
                    inputs=np.asarray(inputs, np.int64), output=int(output), in_tree=in_tree,

@@ -215,3 +215,22 @@ def test_a_cached_kernel_with_unknown_symbols_refreshes_numba_or_compiles(tmp_pa
     _run(folder, ADD_SYMBOL.format(pattern=pattern, symbol="tapegrad_no_such_symbol"))
     assert _run(folder, PROBE_LOAD, NUMBA_CACHE_DIR=str(cache)) == "1.0 0 True"
     assert _run(folder, PROBE_LOAD, NUMBA_CACHE_DIR=str(cache)) == "1.0 1 False"
+
+
+def test_a_first_gradient_from_the_cache_does_not_start_numbas_runtime(tmp_path):
+    """No kernel on the first gradient's path allocates (``activity`` writes into arrays
+    its caller made), so a fresh process never starts numba's runtime (17 ms)."""
+    import tapegrad as tg
+    import tapegrad.jit as J
+    import tapegrad.numpy as tnp
+
+    tg.grad(lambda x: tnp.sin(x) * x)(0.7)  # this process fills the cache the child reads
+    if J.CACHE_STATUS.get("activity") != "disk":
+        pytest.skip("kernels are compiled in memory here: the child would compile them")
+    code = ("import tapegrad as tg, tapegrad.numpy as tnp; "
+            "print(tg.grad(lambda x: tnp.sin(x) * x)(0.7)); "
+            "from numba.core.runtime import nrt; print(getattr(nrt.rtsys, '_init', 'unknown'))")
+    started = _run(tmp_path, code)
+    if started == "unknown":
+        pytest.skip("this numba keeps its runtime state elsewhere")
+    assert started == "False"
