@@ -32,6 +32,15 @@ SELECTING = ("maximum", "minimum", "fmax")  # kept away from ties
 REDUCE = ("sum", "mean", "max", "logsumexp", "min", "var")
 
 
+
+def broadcastable(a, b):
+    """Whether two values broadcast together to a small enough result (MAX_SIZE, <= 4-d)."""
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        return False
+    return int(np.prod(shape)) <= MAX_SIZE and len(shape) <= 4
+
 # running a program: ``lib`` is tnp (traced or plain numpy values alike) or "ag" ----------
 
 def _ag(name, *args):
@@ -290,14 +299,7 @@ class Builder:
         i = self.pick() if i is None else i
         name = self.choice(BINARY)
 
-        def fits(a, b):
-            try:
-                shape = np.broadcast_shapes(a.shape, b.shape)
-            except ValueError:
-                return False
-            return int(np.prod(shape)) <= MAX_SIZE and len(shape) <= 4
-
-        j = self.partner(i, fits)
+        j = self.partner(i, broadcastable)
         if j is None:
             return None
         if self.draw(st.booleans()):
@@ -367,14 +369,7 @@ class Builder:
         """where(mask, i, j) for a random mask known when recording, broadcast with both."""
         i = self.pick()
 
-        def fits(a, b):
-            try:
-                shape = np.broadcast_shapes(a.shape, b.shape)
-            except ValueError:
-                return False
-            return int(np.prod(shape)) <= MAX_SIZE and len(shape) <= 4
-
-        j = self.partner(i, fits)
+        j = self.partner(i, broadcastable)
         if j is None:
             return None
         shape = np.broadcast_shapes(self.vals[i].shape, self.vals[j].shape)
