@@ -27,7 +27,7 @@ Invariants
 """
 from . import checks as C
 from .compile import rule
-from .oprow import Op
+from .oprow import VARIADIC, Op
 
 
 @rule
@@ -67,6 +67,6 @@ def concat_bwd(vals, adj, ints, ia, own, oo, n):
 
 
 ROWS = (
-    Op("CONCAT", "variadic", 0, concat_fwd, concat_bwd,
+    Op("CONCAT", "variadic", VARIADIC, concat_fwd, concat_bwd,
        "join k operands (pre, w_t) blocks along their columns: concatenate, stack", C.concat),
 )

@@ -32,6 +32,7 @@ import numpy as np
 
 import tapegrad.jit as J
 from tapegrad.jit import checks as C
+from tapegrad.jit.oprow import VARIADIC
 from tapegrad.recorder import ALIAS, CONST, INPUT, OP
 
 MAX_NDIM = 64  # numpy's limit
@@ -145,7 +146,7 @@ def _check_entries(entries, nodes, size, arenas):
         bad[1:] |= arg_start[1:] < arg_start[:-1]
         _require(bad, "entry {}'s operand list lies outside the operand arena or before the previous one's")
     count = np.diff(np.append(arg_start, len(args)))
-    _require(np.where(arity == 0, count < 1, count != arity),
+    _require(np.where(arity == VARIADIC, count < 1, count != arity),
              "entry {} does not have its op's number of operands")
     # an operand must exist before the entry: before its output, or, for an entry without
     # one, before the next output on the tape
@@ -162,7 +163,7 @@ def _check_entries(entries, nodes, size, arenas):
         rows = np.flatnonzero(op == code)
         row = J.OPS[code]
         operand_sizes = [size[args[arg_start[rows] + k]] for k in range(row.arity)]
-        if row.arity == 0:  # variadic: (operand counts, all their sizes entry after entry)
+        if row.arity == VARIADIC:  # variadic: (operand counts, all their sizes entry after entry)
             starts, counts = arg_start[rows], count[rows]
             at = np.repeat(starts, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
             operand_sizes = [counts, size[args[at]]]
