@@ -1,10 +1,12 @@
-"""Writes ``dispatch.py``, the interpreter's two sweeps, from the op table.
+"""Writes ``dispatch.py`` (the interpreter's two sweeps) and ``batch_dispatch.py`` (the same
+two sweeps over many points at once) from the op table.
 
-    python -m tapegrad.jit.gen_dispatch          # rewrite jit/dispatch.py
-    python -m tapegrad.jit.gen_dispatch --check  # exit 1 if it is out of date
+    python -m tapegrad.jit.gen_dispatch          # rewrite both files
+    python -m tapegrad.jit.gen_dispatch --check  # exit 1 if either is out of date
 
 Each sweep is a loop over the program with one branch per opcode, in table order; the
-branch body is the row's family template (``TEMPLATES``) with the row's name filled in.
+branch body is the row's family template (``TEMPLATES``, ``BATCH_TEMPLATES``) with the
+row's name filled in.
 The output is plain source, committed, so numba caches it on disk like any other module
 (functions made with ``exec`` cannot be cached); a test asserts the committed file equals
 :func:`source`.
@@ -48,6 +50,25 @@ TEMPLATES["variadic"] = ("F.{name}(vals, ints, ia, oa, oo, n)", "B.{name}(vals, 
 TEMPLATES["guard"] = ("\n            if check and guard_fails(F.{name}, vals, ints, oa, ob, ia):"
                       "\n                return e",
                       "B.{name}(vals, adj, oa, ob)")
+
+# The batched sweeps: the same call per family, through the loops of ``batch_rules`` that
+# run it flat over all points or once per point (see there).
+BATCH_TEMPLATES = {
+    "map": ("map_fwd_b(F.{name}, vals, oo, oa, n, pe, qe, npts, so, sa, flat)",
+            "map_bwd_b(B.{name}, vals, adj, oo, oa, n, pe, qe, na, npts, so, sa, flat)"),
+    "zip": ("zip_fwd_b(F.{name}, vals, ints, oo, oa, ob, n, ia, npts, so, sa, sb, flat, pat)",
+            "zip_bwd_b(B.{name}, vals, adj, ints, oo, oa, ob, n, ia, na, nb, npts, so, sa, sb, flat, pat)"),
+    "select": ("select_fwd_b(F.{name}, vals, ints, ia, oo, n, npts, so, flat, nary, n0, n1)",
+               "select_bwd_b(B.{name}, vals, adj, ints, ia, oo, n, npts, so, flat, nary, n0, n1)"),
+    "variadic": ("variadic_fwd_b(F.{name}, vals, ints, ia, oa, oo, n, npts, so, nary, n0, n1)",
+                 "variadic_bwd_b(B.{name}, vals, adj, ints, ia, oa, oo, n, npts, so, nary, n0, n1)"),
+    "guard": ("\n            if check:"
+              "\n                guard_b(F.{name}, vals, ints, oa, ob, ia, npts, sa, sb, failed)",
+              "B.{name}(vals, adj, oa, ob)"),
+}
+_BATCH_ARRAY = ("array_fwd_b(F.{name}, vals, ints, oo, oa, ob, n, ia, pe, qe, ext, npts, so, sa, sb)",
+                "array_bwd_b(B.{name}, vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, npts, so, sa, sb)")
+BATCH_TEMPLATES.update(reduce=_BATCH_ARRAY, linalg=_BATCH_ARRAY, index=_BATCH_ARRAY)
 
 HEADER = '''"""The interpreter's sweeps.  GENERATED from the op table by
 
@@ -107,13 +128,65 @@ def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
 '''
 
 
-def _branches(direction):
+BATCH_HEADER = '''"""The interpreter's sweeps over many points at once.  GENERATED from the op table by
+
+    python -m tapegrad.jit.gen_dispatch
+
+Do not edit: change a row (``ops_*.py``) or a family template (``gen_dispatch.py``) and
+regenerate; a test fails while this file differs from the generator's output.
+
+The sweeps of ``dispatch`` for ``npts`` points of a batched program (``tapegrad.batchprog``):
+each operand has a point-0 offset (program row) and a per-point stride (``strides``
+columns so, sa, sb), and each entry runs flat over all points or once per point
+(``batch_rules``).  A failed guard marks its points in ``failed`` instead of stopping.
+"""
+from . import optable as T
+from .batch_rules import (array_bwd_b, array_fwd_b, guard_b, map_bwd_b, map_fwd_b, select_bwd_b,
+                          select_fwd_b, variadic_bwd_b, variadic_fwd_b, zip_bwd_b, zip_fwd_b)
+from .compile import kernel
+from .interpreter import A_SHIFT, B_SHIFT, B, F
+
+TABLE = {table!r}
+
+
+@kernel
+def batch_forward_sweep(prog, attrs, ints, vals, ext, check, strides, nary, npts, pat, failed):
+    """Recompute every entry's value at ``npts`` points, first to last; where ``check`` is
+    nonzero, mark in ``failed`` the points at which a guard does not hold."""
+    for e in range(prog.shape[0]):
+        o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
+        pe, qe = attrs[e, 0], attrs[e, 1]
+        so, sa, sb, flat, n0, n1 = strides[e, 0], strides[e, 1], strides[e, 2], strides[e, 3], strides[e, 4], strides[e, 5]
+'''
+
+BATCH_MIDDLE = '''
+
+@kernel
+def batch_backward_sweep(prog, attrs, ints, vals, adj, zero, root, rstride, ext, strides, nary, npts, pat):
+    """grad_table at ``npts`` points: seed each point's output adjoint with 1.0, then walk
+    the entries last to first (``zero`` holds the blocks to clear, already batched)."""
+    for r in range(zero.shape[0]):
+        for j in range(zero[r, 0], zero[r, 1]):
+            adj[j] = 0.0
+    for b in range(npts):
+        adj[root + b * rstride] = 1.0
+    for e in range(prog.shape[0] - 1, -1, -1):
+        need = prog[e, 6]
+        if need == 0:  # no differentiated input upstream, or no path to the output
+            continue
+        o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
+        pe, qe, na, nb = attrs[e, 0], attrs[e, 1], (need >> A_SHIFT) & 3, (need >> B_SHIFT) & 3
+        so, sa, sb, flat, n0, n1 = strides[e, 0], strides[e, 1], strides[e, 2], strides[e, 3], strides[e, 4], strides[e, 5]
+'''
+
+
+def _branches(direction, templates=TEMPLATES):
     width = max(len(row.name) for row in OPS) + len("T.:")
     lines = []
     for k, row in enumerate(OPS):
-        if row.family not in TEMPLATES:
+        if row.family not in templates:
             raise ValueError(f"op {row.name}: family {row.family!r} has no call template")
-        call = TEMPLATES[row.family][direction].format(name=row.name)
+        call = templates[row.family][direction].format(name=row.name)
         test = f"o == T.{row.name}:".ljust(width + len("o == ") + (2 if k == 0 else 0))
         line = f"        {'if' if k == 0 else 'elif'} {test} {call}"
         lines.append("\n".join(part.rstrip() for part in line.split("\n")))
@@ -125,27 +198,35 @@ def source():
     return HEADER.replace("{table!r}", repr(dispatch_table())) + _branches(0) + MIDDLE + _branches(1)
 
 
-PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dispatch.py")
+def batch_source():
+    """The text of ``batch_dispatch.py`` for the current op table."""
+    return (BATCH_HEADER.replace("{table!r}", repr(dispatch_table())) + _branches(0, BATCH_TEMPLATES)
+            + BATCH_MIDDLE + _branches(1, BATCH_TEMPLATES))
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+PATH = os.path.join(_HERE, "dispatch.py")
+BATCH_PATH = os.path.join(_HERE, "batch_dispatch.py")
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    text = source()
-    try:
-        with open(PATH) as f:
-            current = f.read()
-    except FileNotFoundError:
-        current = None
-    if "--check" in argv:
-        if current != text:
-            print(f"{PATH} is out of date: run python -m tapegrad.jit.gen_dispatch")
-            return 1
-        return 0
-    if current != text:
-        with open(PATH, "w") as f:
-            f.write(text)
-        print(f"wrote {PATH}")
-    return 0
+    stale = 0
+    for path, text in ((PATH, source()), (BATCH_PATH, batch_source())):
+        try:
+            with open(path) as f:
+                current = f.read()
+        except FileNotFoundError:
+            current = None
+        if "--check" in argv:
+            if current != text:
+                print(f"{path} is out of date: run python -m tapegrad.jit.gen_dispatch")
+                stale = 1
+        elif current != text:
+            with open(path, "w") as f:
+                f.write(text)
+            print(f"wrote {path}")
+    return stale
 
 
 if __name__ == "__main__":

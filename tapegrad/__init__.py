@@ -10,6 +10,7 @@ forward and sweep it backward with a numba-compiled interpreter as often as you 
 """
 from tapegrad import numpy
 from tapegrad.api import grad, jacobian, record, value_and_grad
+from tapegrad.batch import batch_grad, batch_value_and_grad
 from tapegrad.capture import TapegradWarning
 from tapegrad.checking import check_grads
 from tapegrad.explain import explain
@@ -20,5 +21,5 @@ from tapegrad.tracer import Traced
 from tapegrad.emit.indexing import at
 
 __version__ = "0.1.0"
-__all__ = ["GuardFailed", "Tape", "TapegradWarning", "Traced", "at", "check_grads", "explain", "grad", "jacobian", "numpy", "record", "trace_grad_table",
+__all__ = ["GuardFailed", "Tape", "TapegradWarning", "Traced", "at", "batch_grad", "batch_value_and_grad", "check_grads", "explain", "grad", "jacobian", "numpy", "record", "trace_grad_table",
            "value_and_grad"]

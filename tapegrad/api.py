@@ -157,6 +157,7 @@ class _Transformed:
         self._lock = threading.Lock()
         self._streak = 0  # calls in a row recorded because no variant's guards held
         self.last_reason = None  # why the last recording happened (tapegrad.explain)
+        self._last = threading.local()  # .tape: the tape this thread's last call ran (batch)
         self._argnums_for = functools.lru_cache(maxsize=8)(
             functools.partial(_normalize_argnums, argnums))
 
@@ -191,10 +192,15 @@ class _Transformed:
                 tape._replay(bound, check=False)
             else:
                 tape._sweep(bound, _ONE, True, check=False)
+        self._last.tape = tape
         if jacobian:
             return tape._jacobian_rows(bound)
         grads = tape._gradients(bound.adj)
         return (tape._output(bound.vals), grads) if self._mode == "value_and_grad" else grads
+
+    def _cached(self, tape):
+        """Whether ``tape`` is one of the cached variants (a later call may replay it)."""
+        return any(t is tape for entry in list(self._tapes.values()) for t in entry[0].tapes)
 
     def _missed(self, missed):
         """A cached key whose variants all branch otherwise here: note why, and warn once

@@ -142,9 +142,14 @@ def assignable(e, shape, mode_a, mode_b, b, has_b, root_base, others):
     return set_a, set_b
 
 
-def program(tape):
-    """The interpreter's view of a tape (see the module docstring)."""
-    slots, full = tape._slots, tape
+def program(tape, slots=None, operand_table=False):
+    """The interpreter's view of a tape (see the module docstring).
+
+    ``slots`` overrides the tape's by-reference inputs (``{}``: every input in the arena,
+    as the batched program needs).  With ``operand_table`` the result has a fifth item:
+    ``(entry, position)`` arrays locating, in the returned int arena, the offset of every
+    operand of the n-ary entries (program row, position of the offset in ``ints``)."""
+    slots, full = (tape._slots if slots is None else slots), tape
     keep = replayed(tape)
     kept = np.flatnonzero(keep)
     has_out = tape.out[keep] >= 0
@@ -187,6 +192,7 @@ def program(tape):
         patterns[:, 0], patterns[:, 1], patterns[:, 3], patterns[:, 5] = 1, sizes, 1, 1
         iarg[trivial] = len(ints) + _ZIP_PATTERN * which.ravel()
         ints = np.concatenate([ints, patterns.ravel()])
+    table_at = len(ints) + 2 * np.arange(len(table_entry))  # the offsets, in the new arena
     if len(table_entry):
         pairs = np.stack([tape.offset[table_nodes], table_modes], axis=1).astype(np.int64)
         starts = np.flatnonzero(np.diff(np.append(-1, table_entry)) != 0)
@@ -223,4 +229,7 @@ def program(tape):
             merged[-1][1] = stop
         else:
             merged.append([start, stop])
-    return prog, attrs, np.array(merged, np.int64).reshape(-1, 2), ints
+    result = prog, attrs, np.array(merged, np.int64).reshape(-1, 2), ints
+    if operand_table:
+        result += ((table_entry, table_at),)
+    return result

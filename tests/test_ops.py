@@ -198,6 +198,10 @@ def test_generated_dispatch_is_up_to_date():
         "tapegrad/jit/dispatch.py differs from the generator's output: run "
         "python -m tapegrad.jit.gen_dispatch")
     assert J.forward_sweep is dispatch.forward_sweep and J.backward_sweep is dispatch.backward_sweep
+    with open(gen_dispatch.BATCH_PATH) as f:
+        assert f.read() == gen_dispatch.batch_source(), (
+            "tapegrad/jit/batch_dispatch.py differs from the generator's output: run "
+            "python -m tapegrad.jit.gen_dispatch")
 
 
 def test_a_stale_dispatch_refuses_to_run(monkeypatch):
@@ -212,7 +216,10 @@ def test_a_stale_dispatch_refuses_to_run(monkeypatch):
 
 def test_interpreter_has_one_branch_per_opcode():
     """Both sweeps compare the opcode with each table constant once, calling that row's rule."""
-    for sweep, rules in ((dispatch.forward_sweep, "F"), (dispatch.backward_sweep, "B")):
+    from tapegrad.jit import batch_dispatch
+    for sweep, rules in ((dispatch.forward_sweep, "F"), (dispatch.backward_sweep, "B"),
+                         (batch_dispatch.batch_forward_sweep, "F"),
+                         (batch_dispatch.batch_backward_sweep, "B")):
         tree = ast.parse(inspect.getsource(sweep.py_func))
         branches = {}
         for node in ast.walk(tree):
@@ -271,6 +278,26 @@ def test_op(name, fn, shapes, domain):
     for k, g in enumerate(grads):
         assert np.shape(g) == xs[k].shape
         np.testing.assert_allclose(g, _central_difference(loss, xs, k), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name, fn, shapes, domain", PARAMS)
+def test_op_batched(name, fn, shapes, domain):
+    """Each case at 3 points through batch_value_and_grad equals value_and_grad per point,
+    bit for bit (every opcode through the batched sweeps, flat or per point)."""
+    points = [_inputs(shapes, domain, seed=s) for s in (3, 4, 5)]
+    w = np.random.default_rng(1).normal(size=np.shape(fn(*points[0])))
+
+    def loss(*args):
+        return tnp.sum(w * fn(*args))
+
+    nums = tuple(range(len(shapes)))
+    stacked = [np.stack([p[k] for p in points]) for k in nums]
+    values, grads = tg.batch_value_and_grad(loss, argnums=nums)(*stacked)
+    per_point = tg.value_and_grad(loss, argnums=nums)
+    for i, p in enumerate(points):
+        value, grad = per_point(*p)
+        assert values[i] == value, (name, i)
+        assert all(np.array_equal(g[i], h) for g, h in zip(grads, grad)), (name, i)
 
 
 def test_dot_product_identity_large():
