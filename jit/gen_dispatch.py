@@ -40,7 +40,7 @@ TEMPLATES = {
 }
 _ARRAY = ("F.{name}(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])",
           "B.{name}(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])")
-TEMPLATES.update(reduce=_ARRAY, linalg=_ARRAY, index=_ARRAY)
+TEMPLATES.update(reduce=_ARRAY, linalg=_ARRAY, index=_ARRAY, decomp=_ARRAY)
 # a variadic entry's own ints start at prog[e, 2] (oa); its operand pairs at ia
 TEMPLATES["variadic"] = ("F.{name}(vals, ints, ia, oa, oo, n)", "B.{name}(vals, adj, ints, ia, oa, oo, n)")
 # A guard stops the forward sweep where its comparison no longer holds (the Python side then

@@ -212,6 +212,10 @@ from tapegrad.numpy_arrays import *  # noqa: E402,F401,F403
 from tapegrad import numpy_arrays as _arrays  # noqa: E402
 _tracer.FUNCTIONS.update(_arrays.FUNCTIONS)
 _tracer.EMIT.np = _arrays
+# decompositions (tapegrad.numpy_linalg) join the linalg namespace
+from tapegrad import numpy_linalg as _linalg  # noqa: E402
+vars(linalg).update(_linalg.PUBLIC)
+_tracer.FUNCTIONS.update(_linalg.FUNCTIONS)
 
 
 def __getattr__(name):
