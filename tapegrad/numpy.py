@@ -6,6 +6,8 @@ so code written with ``tnp`` runs with or without tapegrad.  The plain numpy fun
 operators also work on traced values (``np.exp(x)``, ``x @ W``) through numpy's dispatch
 protocols; anything tapegrad does not support raises a TypeError naming it.
 """
+import types as _types
+
 import numpy as _np
 
 from tapegrad import tracer as _tracer
@@ -214,7 +216,10 @@ _tracer.FUNCTIONS.update(_arrays.FUNCTIONS)
 _tracer.EMIT.np = _arrays
 # decompositions (tapegrad.numpy_linalg) join the linalg namespace
 from tapegrad import numpy_linalg as _linalg  # noqa: E402
-vars(linalg).update(_linalg.PUBLIC)
+# a module, not a namespace object: captured-state checks take modules by identity, so user
+# code may keep `la = tnp.linalg` in a global
+linalg = _types.ModuleType("tapegrad.numpy.linalg", "numpy.linalg functions that record onto the tape")
+vars(linalg).update(vars(_arrays.linalg), **_linalg.PUBLIC)
 _tracer.FUNCTIONS.update(_linalg.FUNCTIONS)
 
 
