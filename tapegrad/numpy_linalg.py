@@ -65,6 +65,10 @@ def _pinv(a, rcond=None, hermitian=False, *, rtol=_NO_VALUE):
 _TRACED = {"solve": _dc.solve, "inv": _dc.inv, "det": _dc.det, "slogdet": _dc.slogdet,
            "cholesky": _cholesky, "eigh": _eigh, "eigvalsh": _eigvalsh, "svd": _dc.svd,
            "svdvals": _svdvals, "pinv": _pinv}
+# the op row each function records (one entry per call; cholesky(upper=True) and
+# eigh(UPLO="U") add the GATHERs of a transpose)
+ROWS = {"solve": "SOLVE", "inv": "INV", "det": "DET", "slogdet": "SLOGDET", "cholesky": "CHOLESKY",
+        "eigh": "EIGH", "eigvalsh": "EIGH", "svd": "SVD", "svdvals": "SVD", "pinv": "PINV"}
 PUBLIC = {name: _both(getattr(_np.linalg, name), fn, name) for name, fn in _TRACED.items()
           if hasattr(_np.linalg, name)}
 FUNCTIONS = {getattr(_np.linalg, name): fn for name, fn in PUBLIC.items()}
