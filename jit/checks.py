@@ -184,7 +184,7 @@ def packed(sizes, square=False, rhs=False):
     ``(batch, m, n, r)``, non-negative; m = n for a ``square`` op; r = 0 unless the op takes
     right-hand sides (``rhs``: operand b is ``batch`` matrices of ``(n, r)``); operand a is
     ``batch`` matrices of ``(m, n)``, and the output is the packed node of ``sizes(m, n, r)``
-    (``lapack.layout``).  Sizes are computed with Python integers: they cannot overflow."""
+    (``batch * sum(components) + scratch``, see ``lapack``).  Sizes are computed with Python integers: they cannot overflow."""
     def check(ints, iarg, out, a, b=None):
         (batch, m, n, r), outside = attributes(ints, iarg, 4)
         wrong = np.zeros(len(iarg), bool)

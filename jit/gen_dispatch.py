@@ -128,24 +128,29 @@ def source():
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dispatch.py")
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    text = source()
+def update_file(path, text, check, command):
+    """Write ``text`` to ``path`` if it differs; with ``check``, only say whether it is up to
+    date.  Returns the exit status (1: out of date under ``check``)."""
     try:
-        with open(PATH) as f:
+        with open(path) as f:
             current = f.read()
     except FileNotFoundError:
         current = None
-    if "--check" in argv:
+    if check:
         if current != text:
-            print(f"{PATH} is out of date: run python -m tapegrad.jit.gen_dispatch")
+            print(f"{path} is out of date: run {command}")
             return 1
         return 0
     if current != text:
-        with open(PATH, "w") as f:
+        with open(path, "w") as f:
             f.write(text)
-        print(f"wrote {PATH}")
+        print(f"wrote {path}")
     return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    return update_file(PATH, source(), "--check" in argv, "python -m tapegrad.jit.gen_dispatch")
 
 
 if __name__ == "__main__":

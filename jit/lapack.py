@@ -11,7 +11,7 @@ malloc, not numba's runtime), so kernels stay allocation-free.
 Row-major and column-major: LAPACK reads a row-major ``(m, n)`` buffer as the
 column-major matrix ``Aᵀ``; each kernel says which of the two it hands over.
 
-A decomposition entry writes one *packed* node (``layout``): its visible components, each
+A decomposition entry writes one *packed* node: its visible components, each
 for the whole batch and C-ordered, one after the other (the front end hands the user free
 alias windows on them), then one scratch block shared by the batch steps.  The forward
 kernel uses the scratch of the value arena, the backward kernel the same block of the
@@ -20,8 +20,10 @@ components).
 
 Invariants
 ----------
-* ``sizes(m, n, r) -> ((c0, c1, c2), scratch)`` per op: the same plain function serves the
-  front end, the file validator (``checks.packed``) and, compiled, the kernels.
+* ``sizes(m, n, r) -> ((c0, c1, c2), scratch)`` per op (``ops_*.SIZES``): a packed node of
+  ``batch`` matrices holds ``batch * (c0 + c1 + c2) + scratch`` floats.  The same plain
+  function serves the front end, the file validator (``checks.packed``) and, compiled,
+  the kernels (``entry``).
 * LAPACK failures (a singular or indefinite matrix, no convergence) and non-finite
   inputs give NaN outputs: kernels cannot raise, and numpy raises at record time.
 """
@@ -156,7 +158,11 @@ def starts(oo, batch, c0, c1, c2):
     return o1, o2, o2 + batch * c2
 
 
-def layout(sizes, batch, m, n, r):
-    """(component sizes per matrix, total packed size) of an entry, in Python."""
-    comps, scratch = sizes(m, n, r)
-    return comps, batch * sum(comps) + scratch
+@rule
+def entry(ints, ia, oo, sizes):
+    """(batch, m, n, r, starts of the components 1 and 2 and of the scratch) of a packed
+    entry whose ints are (batch, m, n, r) and whose layout is the compiled ``sizes``."""
+    batch, m, n, r = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3]
+    (c0, c1, c2), _ = sizes(m, n, r)
+    o1, o2, work = starts(oo, batch, c0, c1, c2)
+    return batch, m, n, r, o1, o2, work

@@ -22,8 +22,8 @@ import numpy as np
 
 from . import checks as C
 from .compile import rule
-from .lapack import (D, all_finite, at, copy, fill_nan, gesv, getrf, int_pointer, inverse, mm,
-                     pivot_sign, potrf, ptr, starts, transpose_copy)
+from .lapack import (D, all_finite, at, copy, entry, fill_nan, gesv, getrf, int_pointer, inverse, mm,
+                     pivot_sign, potrf, ptr, transpose_copy)
 from .oprow import Op
 
 
@@ -52,17 +52,8 @@ _solve, _inv, _det, _slogdet, _cholesky = (rule(f) for f in (solve_sizes, inv_si
 
 
 @rule
-def entry(ints, ia, oo, sizes):
-    """(batch, n, r, starts of the components 1 and 2 and of the scratch) of an entry."""
-    batch, m, n, r = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3]
-    (c0, c1, c2), _ = sizes(m, n, r)
-    o1, o2, work = starts(oo, batch, c0, c1, c2)
-    return batch, n, r, o1, o2, work
-
-
-@rule
 def solve_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
-    batch, n, r, _, _, lu = entry(ints, ia, oo, _solve)
+    batch, _, n, r, _, _, lu = entry(ints, ia, oo, _solve)
     rhs, pv = lu + n * n, lu + n * n + n * r
     for t in range(batch):
         a, b, x = oa + t * n * n, ob + t * n * r, oo + t * n * r
@@ -79,7 +70,7 @@ def solve_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
 
 @rule
 def solve_bwd(vals, adj, ints, oo, oa, ob, size, ia, p, q, need_a, need_b, ext, xs):
-    batch, n, r, _, _, lu = entry(ints, ia, oo, _solve)
+    batch, _, n, r, _, _, lu = entry(ints, ia, oo, _solve)
     rhs, pv = lu + n * n, lu + n * n + n * r
     for t in range(batch):
         a, b, x = oa + t * n * n, ob + t * n * r, oo + t * n * r
@@ -101,14 +92,14 @@ def solve_bwd(vals, adj, ints, oo, oa, ob, size, ia, p, q, need_a, need_b, ext, 
 
 @rule
 def inv_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
-    batch, n, _, _, _, pv = entry(ints, ia, oo, _inv)
+    batch, _, n, _, _, _, pv = entry(ints, ia, oo, _inv)
     for t in range(batch):
         inverse(vals, oa + t * n * n, vals, oo + t * n * n, pv, n)
 
 
 @rule
 def inv_bwd(vals, adj, ints, oo, oa, ob, size, ia, p, q, need_a, need_b, ext, xs):
-    batch, n, _, _, _, work = entry(ints, ia, oo, _inv)
+    batch, _, n, _, _, _, work = entry(ints, ia, oo, _inv)
     for t in range(batch):
         y, a = oo + t * n * n, oa + t * n * n
         mm(False, True, n, n, n, False, at(adj, y), at(vals, y), False, at(adj, work))  # G Yᵀ
@@ -147,7 +138,7 @@ def add_inverse_transposed(vals, a, adj, work, n, scale):
 
 @rule
 def det_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
-    batch, n, _, _, _, work = entry(ints, ia, oo, _det)
+    batch, _, n, _, _, _, work = entry(ints, ia, oo, _det)
     for t in range(batch):
         sign, logabs = log_det(vals, oa + t * n * n, vals, work, n)
         vals[oo + t] = sign * np.exp(logabs)  # numpy's det, from its slogdet
@@ -155,28 +146,28 @@ def det_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
 
 @rule
 def det_bwd(vals, adj, ints, oo, oa, ob, size, ia, p, q, need_a, need_b, ext, xs):
-    batch, n, _, _, _, work = entry(ints, ia, oo, _det)
+    batch, _, n, _, _, _, work = entry(ints, ia, oo, _det)
     for t in range(batch):
         add_inverse_transposed(vals, oa + t * n * n, adj, work, n, adj[oo + t] * vals[oo + t])
 
 
 @rule
 def slogdet_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
-    batch, n, _, logs, _, work = entry(ints, ia, oo, _slogdet)
+    batch, _, n, _, logs, _, work = entry(ints, ia, oo, _slogdet)
     for t in range(batch):
         vals[oo + t], vals[logs + t] = log_det(vals, oa + t * n * n, vals, work, n)
 
 
 @rule
 def slogdet_bwd(vals, adj, ints, oo, oa, ob, size, ia, p, q, need_a, need_b, ext, xs):
-    batch, n, _, logs, _, work = entry(ints, ia, oo, _slogdet)
+    batch, _, n, _, logs, _, work = entry(ints, ia, oo, _slogdet)
     for t in range(batch):
         add_inverse_transposed(vals, oa + t * n * n, adj, work, n, adj[logs + t])
 
 
 @rule
 def cholesky_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
-    batch, n, _, _, _, _ = entry(ints, ia, oo, _cholesky)
+    batch, _, n, _, _, _, _ = entry(ints, ia, oo, _cholesky)
     for t in range(batch):
         el = oo + t * n * n
         copy(vals, oa + t * n * n, vals, el, n * n)
@@ -192,7 +183,7 @@ def cholesky_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
 
 @rule
 def cholesky_bwd(vals, adj, ints, oo, oa, ob, size, ia, p, q, need_a, need_b, ext, xs):
-    batch, n, _, _, _, linv = entry(ints, ia, oo, _cholesky)
+    batch, _, n, _, _, _, linv = entry(ints, ia, oo, _cholesky)
     phi, s = linv + n * n, linv + 2 * n * n
     for t in range(batch):
         el, a = oo + t * n * n, oa + t * n * n

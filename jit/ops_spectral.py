@@ -21,7 +21,7 @@ import numpy as np
 
 from . import checks as C
 from .compile import rule
-from .lapack import D, all_finite, at, copy, fill_nan, gesdd, mm, ptr, starts, syevd, transpose_in_place
+from .lapack import D, all_finite, at, copy, entry, fill_nan, gesdd, mm, ptr, syevd, transpose_in_place
 from .oprow import Op
 
 
@@ -43,15 +43,6 @@ _eigh, _svd, _pinv = rule(eigh_sizes), rule(svd_sizes), rule(pinv_sizes)
 
 
 @rule
-def entry(ints, ia, oo, sizes):
-    """(batch, m, n, starts of the components 1 and 2 and of the scratch) of an entry."""
-    batch, m, n, r = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3]
-    (c0, c1, c2), _ = sizes(m, n, r)
-    o1, o2, work = starts(oo, batch, c0, c1, c2)
-    return batch, m, n, o1, o2, work
-
-
-@rule
 def lower_finite(vals, a, n):
     for i in range(n):
         for j in range(i + 1):
@@ -70,7 +61,7 @@ def any_nonzero(arr, o, size):
 
 @rule
 def eigh_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
-    batch, _, n, vo, _, _ = entry(ints, ia, oo, _eigh)
+    batch, _, n, _, vo, _, _ = entry(ints, ia, oo, _eigh)
     for t in range(batch):
         w, v, a = oo + t * n, vo + t * n * n, oa + t * n * n
         copy(vals, a, vals, v, n * n)
@@ -86,7 +77,7 @@ def eigh_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
 
 @rule
 def eigh_bwd(vals, adj, ints, oo, oa, ob, size, ia, p, q, need_a, need_b, ext, xs):
-    batch, _, n, vo, _, inner = entry(ints, ia, oo, _eigh)
+    batch, _, n, _, vo, _, inner = entry(ints, ia, oo, _eigh)
     left, full = inner + n * n, inner + 2 * n * n
     for t in range(batch):
         w, v, a = oo + t * n, vo + t * n * n, oa + t * n * n
@@ -126,7 +117,7 @@ def svd_into(vals, a, work, m, n, u, s, vh):
 
 @rule
 def svd_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
-    batch, m, n, so, vo, work = entry(ints, ia, oo, _svd)
+    batch, m, n, _, so, vo, work = entry(ints, ia, oo, _svd)
     k = min(m, n)
     for t in range(batch):
         svd_into(vals, oa + t * m * n, work, m, n, oo + t * m * k, so + t * k, vo + t * k * n)
@@ -134,7 +125,7 @@ def svd_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
 
 @rule
 def svd_bwd(vals, adj, ints, oo, oa, ob, size, ia, p, q, need_a, need_b, ext, xs):
-    batch, m, n, so, vo, work = entry(ints, ia, oo, _svd)
+    batch, m, n, _, so, vo, work = entry(ints, ia, oo, _svd)
     k = min(m, n)
     utgu, vtgv, core = work + m * n, work + m * n + k * k, work + m * n + 2 * k * k
     w1 = core + k * k
@@ -175,7 +166,7 @@ def svd_bwd(vals, adj, ints, oo, oa, ob, size, ia, p, q, need_a, need_b, ext, xs
 
 @rule
 def pinv_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
-    batch, m, n, _, _, work = entry(ints, ia, oo, _pinv)
+    batch, m, n, _, _, _, work = entry(ints, ia, oo, _pinv)
     k = min(m, n)
     u = work + m * n
     s = u + m * k
@@ -193,7 +184,7 @@ def pinv_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
 
 @rule
 def pinv_bwd(vals, adj, ints, oo, oa, ob, size, ia, p, q, need_a, need_b, ext, xs):
-    batch, m, n, _, _, work = entry(ints, ia, oo, _pinv)
+    batch, m, n, _, _, _, work = entry(ints, ia, oo, _pinv)
     w = max(m, n)
     b1, b2, b3, b4, total = work, work + w * w, work + 2 * w * w, work + 3 * w * w, work + 4 * w * w
     for t in range(batch):

@@ -22,6 +22,7 @@ import numpy as np
 
 import tapegrad.numpy as tnp
 from tapegrad import numpy_linalg, tracer
+from tapegrad.jit.gen_dispatch import update_file
 from tapegrad.jit.ops_elementwise import NUMPY
 from tapegrad.tracer import Traced
 
@@ -89,20 +90,9 @@ def table():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     with open(PATH) as f:
-        text = f.read()
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    new = head + BEGIN + "\n" + table() + "\n" + END + tail
-    if "--check" in argv:
-        if new != text:
-            print(f"{PATH} is out of date: run python -m tapegrad.apitable")
-            return 1
-        return 0
-    if new != text:
-        with open(PATH, "w") as f:
-            f.write(new)
-        print(f"wrote {PATH}")
-    return 0
+        head, rest = f.read().split(BEGIN)
+    text = head + BEGIN + "\n" + table() + "\n" + END + rest.split(END)[1]
+    return update_file(PATH, text, "--check" in argv, "python -m tapegrad.apitable")
 
 
 if __name__ == "__main__":
