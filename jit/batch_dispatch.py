@@ -16,7 +16,7 @@ from .batch_rules import (array_bwd_b, array_fwd_b, guard_b, map_bwd_b, map_fwd_
 from .compile import kernel
 from .interpreter import A_SHIFT, B_SHIFT, B, F
 
-TABLE = (('AFFINE', 'map'), ('POWC', 'map'), ('EXP', 'map'), ('LOG', 'map'), ('SQRT', 'map'), ('SIN', 'map'), ('COS', 'map'), ('TANH', 'map'), ('LOG1P', 'map'), ('SIGMOID', 'map'), ('ADD', 'zip'), ('SUB', 'zip'), ('MUL', 'zip'), ('DIV', 'zip'), ('POW', 'zip'), ('MAXIMUM', 'zip'), ('WHERE', 'select'), ('ABS', 'map'), ('SIGN', 'map'), ('FLOOR', 'map'), ('CEIL', 'map'), ('TRUNC', 'map'), ('RINT', 'map'), ('ROUND', 'map'), ('CLIP', 'map'), ('SQUARE', 'map'), ('RECIPROCAL', 'map'), ('CBRT', 'map'), ('EXPM1', 'map'), ('EXP2', 'map'), ('LOG2', 'map'), ('LOG10', 'map'), ('SINH', 'map'), ('COSH', 'map'), ('ARCSINH', 'map'), ('ARCCOSH', 'map'), ('ARCTANH', 'map'), ('TAN', 'map'), ('ARCSIN', 'map'), ('ARCCOS', 'map'), ('ARCTAN', 'map'), ('SINC', 'map'), ('DEG2RAD', 'map'), ('RAD2DEG', 'map'), ('MINIMUM', 'zip'), ('FMIN', 'zip'), ('FMAX', 'zip'), ('REMAINDER', 'zip'), ('FMOD', 'zip'), ('FLOOR_DIVIDE', 'zip'), ('ARCTAN2', 'zip'), ('HYPOT', 'zip'), ('LOGADDEXP', 'zip'), ('LOGADDEXP2', 'zip'), ('SUM', 'reduce'), ('MAX', 'reduce'), ('LOGSUMEXP', 'reduce'), ('SOFTMAX', 'reduce'), ('CUMSUM', 'reduce'), ('CUMPROD', 'reduce'), ('MATMUL', 'linalg'), ('GATHER', 'index'), ('GUARD_LT', 'guard'), ('GUARD_LE', 'guard'), ('GUARD_GT', 'guard'), ('GUARD_GE', 'guard'), ('GUARD_EQ', 'guard'), ('GUARD_NE', 'guard'), ('CONCAT', 'variadic'))
+TABLE = (('AFFINE', 'map'), ('POWC', 'map'), ('EXP', 'map'), ('LOG', 'map'), ('SQRT', 'map'), ('SIN', 'map'), ('COS', 'map'), ('TANH', 'map'), ('LOG1P', 'map'), ('SIGMOID', 'map'), ('ADD', 'zip'), ('SUB', 'zip'), ('MUL', 'zip'), ('DIV', 'zip'), ('POW', 'zip'), ('MAXIMUM', 'zip'), ('WHERE', 'select'), ('ABS', 'map'), ('SIGN', 'map'), ('FLOOR', 'map'), ('CEIL', 'map'), ('TRUNC', 'map'), ('RINT', 'map'), ('ROUND', 'map'), ('CLIP', 'map'), ('SQUARE', 'map'), ('RECIPROCAL', 'map'), ('CBRT', 'map'), ('EXPM1', 'map'), ('EXP2', 'map'), ('LOG2', 'map'), ('LOG10', 'map'), ('SINH', 'map'), ('COSH', 'map'), ('ARCSINH', 'map'), ('ARCCOSH', 'map'), ('ARCTANH', 'map'), ('TAN', 'map'), ('ARCSIN', 'map'), ('ARCCOS', 'map'), ('ARCTAN', 'map'), ('SINC', 'map'), ('DEG2RAD', 'map'), ('RAD2DEG', 'map'), ('MINIMUM', 'zip'), ('FMIN', 'zip'), ('FMAX', 'zip'), ('REMAINDER', 'zip'), ('FMOD', 'zip'), ('FLOOR_DIVIDE', 'zip'), ('ARCTAN2', 'zip'), ('HYPOT', 'zip'), ('LOGADDEXP', 'zip'), ('LOGADDEXP2', 'zip'), ('SUM', 'reduce'), ('MAX', 'reduce'), ('LOGSUMEXP', 'reduce'), ('SOFTMAX', 'reduce'), ('CUMSUM', 'reduce'), ('CUMPROD', 'reduce'), ('MATMUL', 'linalg'), ('GATHER', 'index'), ('GUARD_LT', 'guard'), ('GUARD_LE', 'guard'), ('GUARD_GT', 'guard'), ('GUARD_GE', 'guard'), ('GUARD_EQ', 'guard'), ('GUARD_NE', 'guard'), ('CONCAT', 'variadic'), ('SOLVE', 'decomp'), ('INV', 'decomp'), ('DET', 'decomp'), ('SLOGDET', 'decomp'), ('CHOLESKY', 'decomp'), ('EIGH', 'decomp'), ('SVD', 'decomp'), ('PINV', 'decomp'))
 
 
 @kernel
@@ -108,6 +108,14 @@ def batch_forward_sweep(prog, attrs, ints, vals, ext, check, strides, nary, npts
             if check:
                 guard_b(F.GUARD_NE, vals, ints, oa, ob, ia, npts, sa, sb, failed)
         elif o == T.CONCAT:       variadic_fwd_b(F.CONCAT, vals, ints, ia, oa, oo, n, npts, so, nary, n0, n1)
+        elif o == T.SOLVE:        array_fwd_b(F.SOLVE, vals, ints, oo, oa, ob, n, ia, pe, qe, ext, npts, so, sa, sb)
+        elif o == T.INV:          array_fwd_b(F.INV, vals, ints, oo, oa, ob, n, ia, pe, qe, ext, npts, so, sa, sb)
+        elif o == T.DET:          array_fwd_b(F.DET, vals, ints, oo, oa, ob, n, ia, pe, qe, ext, npts, so, sa, sb)
+        elif o == T.SLOGDET:      array_fwd_b(F.SLOGDET, vals, ints, oo, oa, ob, n, ia, pe, qe, ext, npts, so, sa, sb)
+        elif o == T.CHOLESKY:     array_fwd_b(F.CHOLESKY, vals, ints, oo, oa, ob, n, ia, pe, qe, ext, npts, so, sa, sb)
+        elif o == T.EIGH:         array_fwd_b(F.EIGH, vals, ints, oo, oa, ob, n, ia, pe, qe, ext, npts, so, sa, sb)
+        elif o == T.SVD:          array_fwd_b(F.SVD, vals, ints, oo, oa, ob, n, ia, pe, qe, ext, npts, so, sa, sb)
+        elif o == T.PINV:         array_fwd_b(F.PINV, vals, ints, oo, oa, ob, n, ia, pe, qe, ext, npts, so, sa, sb)
 
 
 @kernel
@@ -195,3 +203,11 @@ def batch_backward_sweep(prog, attrs, ints, vals, adj, zero, root, rstride, ext,
         elif o == T.GUARD_EQ:     B.GUARD_EQ(vals, adj, oa, ob)
         elif o == T.GUARD_NE:     B.GUARD_NE(vals, adj, oa, ob)
         elif o == T.CONCAT:       variadic_bwd_b(B.CONCAT, vals, adj, ints, ia, oa, oo, n, npts, so, nary, n0, n1)
+        elif o == T.SOLVE:        array_bwd_b(B.SOLVE, vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, npts, so, sa, sb)
+        elif o == T.INV:          array_bwd_b(B.INV, vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, npts, so, sa, sb)
+        elif o == T.DET:          array_bwd_b(B.DET, vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, npts, so, sa, sb)
+        elif o == T.SLOGDET:      array_bwd_b(B.SLOGDET, vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, npts, so, sa, sb)
+        elif o == T.CHOLESKY:     array_bwd_b(B.CHOLESKY, vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, npts, so, sa, sb)
+        elif o == T.EIGH:         array_bwd_b(B.EIGH, vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, npts, so, sa, sb)
+        elif o == T.SVD:          array_bwd_b(B.SVD, vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, npts, so, sa, sb)
+        elif o == T.PINV:         array_bwd_b(B.PINV, vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, npts, so, sa, sb)

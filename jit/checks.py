@@ -177,3 +177,27 @@ def concat(ints, iarg, out, count, sizes):
                  (pre < 0, "negative block dimension"),
                  (wrong, "an operand's size is not pre * its width"),
                  (product(pre, total) != out, "output size is not pre * the sum of the widths"))
+
+
+def packed(sizes, square=False, rhs=False):
+    """The check of a decomposition row (``ops_decomp``, ``ops_spectral``): ints
+    ``(batch, m, n, r)``, non-negative; m = n for a ``square`` op; r = 0 unless the op takes
+    right-hand sides (``rhs``: operand b is ``batch`` matrices of ``(n, r)``); operand a is
+    ``batch`` matrices of ``(m, n)``, and the output is the packed node of ``sizes(m, n, r)``
+    (``batch * sum(components) + scratch``, see ``lapack``).  Sizes are computed with Python integers: they cannot overflow."""
+    def check(ints, iarg, out, a, b=None):
+        (batch, m, n, r), outside = attributes(ints, iarg, 4)
+        wrong = np.zeros(len(iarg), bool)
+        for i in np.flatnonzero(~outside & (batch >= 0) & (m >= 0) & (n >= 0) & (r >= 0)):
+            t, mi, ni, ri = int(batch[i]), int(m[i]), int(n[i]), int(r[i])
+            comps, scratch = sizes(mi, ni, ri)
+            wrong[i] = (t * sum(comps) + scratch != out[i] or t * mi * ni != a[i]
+                        or (rhs and t * ni * ri != b[i]))
+        return first((outside, "attributes outside the ints arena"),
+                     ((batch < 0) | (m < 0) | (n < 0) | (r < 0), "negative dimension"),
+                     ((m != n) if square else np.zeros(len(iarg), bool), "the matrices are not square"),
+                     ((r != 0) if not rhs else np.zeros(len(iarg), bool), "r must be 0 for this op"),
+                     (wrong, "operand or output sizes do not fit (batch, m, n, r)"))
+    check.__name__ = check.__qualname__ = f"packed_{sizes.__name__}"
+    check.__doc__ = packed.__doc__
+    return check

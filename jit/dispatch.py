@@ -15,7 +15,7 @@ from .interpreter import A_SHIFT, B_SHIFT, B, F
 from .ops_elementwise import map_bwd, map_fwd, zip_bwd, zip_fwd
 from .ops_guard import guard_fails
 
-TABLE = (('AFFINE', 'map'), ('POWC', 'map'), ('EXP', 'map'), ('LOG', 'map'), ('SQRT', 'map'), ('SIN', 'map'), ('COS', 'map'), ('TANH', 'map'), ('LOG1P', 'map'), ('SIGMOID', 'map'), ('ADD', 'zip'), ('SUB', 'zip'), ('MUL', 'zip'), ('DIV', 'zip'), ('POW', 'zip'), ('MAXIMUM', 'zip'), ('WHERE', 'select'), ('ABS', 'map'), ('SIGN', 'map'), ('FLOOR', 'map'), ('CEIL', 'map'), ('TRUNC', 'map'), ('RINT', 'map'), ('ROUND', 'map'), ('CLIP', 'map'), ('SQUARE', 'map'), ('RECIPROCAL', 'map'), ('CBRT', 'map'), ('EXPM1', 'map'), ('EXP2', 'map'), ('LOG2', 'map'), ('LOG10', 'map'), ('SINH', 'map'), ('COSH', 'map'), ('ARCSINH', 'map'), ('ARCCOSH', 'map'), ('ARCTANH', 'map'), ('TAN', 'map'), ('ARCSIN', 'map'), ('ARCCOS', 'map'), ('ARCTAN', 'map'), ('SINC', 'map'), ('DEG2RAD', 'map'), ('RAD2DEG', 'map'), ('MINIMUM', 'zip'), ('FMIN', 'zip'), ('FMAX', 'zip'), ('REMAINDER', 'zip'), ('FMOD', 'zip'), ('FLOOR_DIVIDE', 'zip'), ('ARCTAN2', 'zip'), ('HYPOT', 'zip'), ('LOGADDEXP', 'zip'), ('LOGADDEXP2', 'zip'), ('SUM', 'reduce'), ('MAX', 'reduce'), ('LOGSUMEXP', 'reduce'), ('SOFTMAX', 'reduce'), ('CUMSUM', 'reduce'), ('CUMPROD', 'reduce'), ('MATMUL', 'linalg'), ('GATHER', 'index'), ('GUARD_LT', 'guard'), ('GUARD_LE', 'guard'), ('GUARD_GT', 'guard'), ('GUARD_GE', 'guard'), ('GUARD_EQ', 'guard'), ('GUARD_NE', 'guard'), ('CONCAT', 'variadic'))
+TABLE = (('AFFINE', 'map'), ('POWC', 'map'), ('EXP', 'map'), ('LOG', 'map'), ('SQRT', 'map'), ('SIN', 'map'), ('COS', 'map'), ('TANH', 'map'), ('LOG1P', 'map'), ('SIGMOID', 'map'), ('ADD', 'zip'), ('SUB', 'zip'), ('MUL', 'zip'), ('DIV', 'zip'), ('POW', 'zip'), ('MAXIMUM', 'zip'), ('WHERE', 'select'), ('ABS', 'map'), ('SIGN', 'map'), ('FLOOR', 'map'), ('CEIL', 'map'), ('TRUNC', 'map'), ('RINT', 'map'), ('ROUND', 'map'), ('CLIP', 'map'), ('SQUARE', 'map'), ('RECIPROCAL', 'map'), ('CBRT', 'map'), ('EXPM1', 'map'), ('EXP2', 'map'), ('LOG2', 'map'), ('LOG10', 'map'), ('SINH', 'map'), ('COSH', 'map'), ('ARCSINH', 'map'), ('ARCCOSH', 'map'), ('ARCTANH', 'map'), ('TAN', 'map'), ('ARCSIN', 'map'), ('ARCCOS', 'map'), ('ARCTAN', 'map'), ('SINC', 'map'), ('DEG2RAD', 'map'), ('RAD2DEG', 'map'), ('MINIMUM', 'zip'), ('FMIN', 'zip'), ('FMAX', 'zip'), ('REMAINDER', 'zip'), ('FMOD', 'zip'), ('FLOOR_DIVIDE', 'zip'), ('ARCTAN2', 'zip'), ('HYPOT', 'zip'), ('LOGADDEXP', 'zip'), ('LOGADDEXP2', 'zip'), ('SUM', 'reduce'), ('MAX', 'reduce'), ('LOGSUMEXP', 'reduce'), ('SOFTMAX', 'reduce'), ('CUMSUM', 'reduce'), ('CUMPROD', 'reduce'), ('MATMUL', 'linalg'), ('GATHER', 'index'), ('GUARD_LT', 'guard'), ('GUARD_LE', 'guard'), ('GUARD_GT', 'guard'), ('GUARD_GE', 'guard'), ('GUARD_EQ', 'guard'), ('GUARD_NE', 'guard'), ('CONCAT', 'variadic'), ('SOLVE', 'decomp'), ('INV', 'decomp'), ('DET', 'decomp'), ('SLOGDET', 'decomp'), ('CHOLESKY', 'decomp'), ('EIGH', 'decomp'), ('SVD', 'decomp'), ('PINV', 'decomp'))
 
 
 @kernel
@@ -110,6 +110,14 @@ def forward_sweep(prog, attrs, ints, vals, ext, check):
             if check and guard_fails(F.GUARD_NE, vals, ints, oa, ob, ia):
                 return e
         elif o == T.CONCAT:       F.CONCAT(vals, ints, ia, oa, oo, n)
+        elif o == T.SOLVE:        F.SOLVE(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.INV:          F.INV(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.DET:          F.DET(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.SLOGDET:      F.SLOGDET(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.CHOLESKY:     F.CHOLESKY(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.EIGH:         F.EIGH(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.SVD:          F.SVD(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
+        elif o == T.PINV:         F.PINV(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
     return -1
 
 @kernel
@@ -201,3 +209,11 @@ def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
         elif o == T.GUARD_EQ:     B.GUARD_EQ(vals, adj, oa, ob)
         elif o == T.GUARD_NE:     B.GUARD_NE(vals, adj, oa, ob)
         elif o == T.CONCAT:       B.CONCAT(vals, adj, ints, ia, oa, oo, n)
+        elif o == T.SOLVE:        B.SOLVE(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.INV:          B.INV(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.DET:          B.DET(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.SLOGDET:      B.SLOGDET(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.CHOLESKY:     B.CHOLESKY(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.EIGH:         B.EIGH(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.SVD:          B.SVD(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])
+        elif o == T.PINV:         B.PINV(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])

@@ -42,7 +42,7 @@ TEMPLATES = {
 }
 _ARRAY = ("F.{name}(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])",
           "B.{name}(vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, prog[e, 7])")
-TEMPLATES.update(reduce=_ARRAY, linalg=_ARRAY, index=_ARRAY)
+TEMPLATES.update(reduce=_ARRAY, linalg=_ARRAY, index=_ARRAY, decomp=_ARRAY)
 # a variadic entry's own ints start at prog[e, 2] (oa); its operand pairs at ia
 TEMPLATES["variadic"] = ("F.{name}(vals, ints, ia, oa, oo, n)", "B.{name}(vals, adj, ints, ia, oa, oo, n)")
 # A guard stops the forward sweep where its comparison no longer holds (the Python side then
@@ -68,7 +68,7 @@ BATCH_TEMPLATES = {
 }
 _BATCH_ARRAY = ("array_fwd_b(F.{name}, vals, ints, oo, oa, ob, n, ia, pe, qe, ext, npts, so, sa, sb)",
                 "array_bwd_b(B.{name}, vals, adj, ints, oo, oa, ob, n, ia, pe, qe, na, nb, ext, npts, so, sa, sb)")
-BATCH_TEMPLATES.update(reduce=_BATCH_ARRAY, linalg=_BATCH_ARRAY, index=_BATCH_ARRAY)
+BATCH_TEMPLATES.update(reduce=_BATCH_ARRAY, linalg=_BATCH_ARRAY, index=_BATCH_ARRAY, decomp=_BATCH_ARRAY)
 
 HEADER = '''"""The interpreter's sweeps.  GENERATED from the op table by
 
@@ -209,24 +209,31 @@ PATH = os.path.join(_HERE, "dispatch.py")
 BATCH_PATH = os.path.join(_HERE, "batch_dispatch.py")
 
 
+def update_file(path, text, check, command):
+    """Write ``text`` to ``path`` if it differs; with ``check``, only say whether it is up to
+    date.  Returns the exit status (1: out of date under ``check``)."""
+    try:
+        with open(path) as f:
+            current = f.read()
+    except FileNotFoundError:
+        current = None
+    if check:
+        if current != text:
+            print(f"{path} is out of date: run {command}")
+            return 1
+        return 0
+    if current != text:
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    stale = 0
-    for path, text in ((PATH, source()), (BATCH_PATH, batch_source())):
-        try:
-            with open(path) as f:
-                current = f.read()
-        except FileNotFoundError:
-            current = None
-        if "--check" in argv:
-            if current != text:
-                print(f"{path} is out of date: run python -m tapegrad.jit.gen_dispatch")
-                stale = 1
-        elif current != text:
-            with open(path, "w") as f:
-                f.write(text)
-            print(f"wrote {path}")
-    return stale
+    command = "python -m tapegrad.jit.gen_dispatch"
+    return max(update_file(path, text, "--check" in argv, command)
+               for path, text in ((PATH, source()), (BATCH_PATH, batch_source())))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ A row is ``Op(name, family, arity, forward, backward, doc, check, overwrites, ou
 floats, jvp, batch)``; ``optable`` documents each field.  Rows are built with :func:`Op`,
 which fills the defaults and refuses an incomplete row before anything is compiled.
 
-Array kernels (families reduce, linalg, index) have the fixed signatures the generated
+Array kernels (families reduce, linalg, index, decomp) have the fixed signatures the generated
 sweeps call them with:
 
     forward(vals, ints, oo, oa, ob, n, ia, p, q, ext, xs)
@@ -31,7 +31,7 @@ Invariants
 """
 from collections import namedtuple
 
-FAMILIES = ("map", "zip", "select", "reduce", "linalg", "index", "guard", "variadic")
+FAMILIES = ("map", "zip", "select", "reduce", "linalg", "index", "guard", "variadic", "decomp")
 VARIADIC = 0  # the arity of a row whose entries read any number (>= 1) of operands
 
 _Op = namedtuple("Op", "name family arity forward backward doc check overwrites outputs floats jvp batch")

@@ -10,6 +10,9 @@
 * ``ops_index``        GATHER
 * ``ops_guard``        GUARD_LT ... GUARD_NE: the outcome of a comparison that decided a branch
 * ``ops_shape``        CONCAT: a variadic row (any number of operands, the count in its ints)
+* ``ops_decomp``       SOLVE, INV, DET, SLOGDET, CHOLESKY by LAPACK (family ``decomp``: one
+                       packed output node, see ``lapack``)
+* ``ops_spectral``     EIGH, SVD, PINV (family ``decomp``)
 
 The opcode is the row's position in ``OPS``.  ``NAMES``, ``CODES``, the module constants
 (``ADD``, ``EXP``, ...), the generated sweeps (``dispatch``, written by ``gen_dispatch``),
@@ -24,8 +27,8 @@ Row fields (``oprow.Op``)
                 -> da on floats; ``zip`` forward(a, b) -> y, backward(g, a, b, y) ->
                 (da, db) on floats, broadcast by a d0 x d1 block; ``select`` whole-entry
                 kernels reading n operand offsets from the program's operand table;
-                ``reduce``/``linalg``/``index`` whole-entry kernels with the fixed
-                signatures documented in ``ops_reduce``
+                ``reduce``/``linalg``/``index``/``decomp`` whole-entry kernels with the
+                fixed signatures documented in ``oprow``
 ``arity``       the number of operands an entry reads (its operand list's length); 0 for
                 a ``variadic`` row, whose entries store their operand count first in ints
 ``forward``     the forward rule or kernel (numba, compiled with ``compile.rule``)
@@ -41,11 +44,12 @@ Row fields (``oprow.Op``)
 ``jvp``         reserved for the tangent (forward-mode) rule of issue 11: None for now
 ``batch``       reserved for the batching rule of issue 9: None for now
 """
-from . import ops_binary, ops_elementwise, ops_guard, ops_index, ops_linalg, ops_reduce, ops_shape, ops_unary
+from . import (ops_binary, ops_decomp, ops_elementwise, ops_guard, ops_index, ops_linalg, ops_reduce, ops_shape,
+               ops_spectral, ops_unary)
 from .oprow import FAMILIES, Op  # noqa: F401 - re-exported for the family modules' readers
 
 OPS = (ops_elementwise.ROWS + ops_unary.ROWS + ops_binary.ROWS + ops_reduce.ROWS + ops_linalg.ROWS + ops_index.ROWS + ops_guard.ROWS
-       + ops_shape.ROWS)
+       + ops_shape.ROWS + ops_decomp.ROWS + ops_spectral.ROWS)
 
 NAMES = tuple(row.name for row in OPS)
 CODES = {name: code for code, name in enumerate(NAMES)}

@@ -13,6 +13,7 @@ from tapegrad.api import grad, jacobian, record, value_and_grad
 from tapegrad.batch import batch_grad, batch_value_and_grad
 from tapegrad.capture import TapegradWarning
 from tapegrad.checking import check_grads
+from tapegrad.config import config
 from tapegrad.explain import explain
 from tapegrad.gradtable import trace_grad_table
 from tapegrad.replay import GuardFailed
@@ -21,5 +22,5 @@ from tapegrad.tracer import Traced
 from tapegrad.emit.indexing import at
 
 __version__ = "0.1.0"
-__all__ = ["GuardFailed", "Tape", "TapegradWarning", "Traced", "at", "batch_grad", "batch_value_and_grad", "check_grads", "explain", "grad", "jacobian", "numpy", "record", "trace_grad_table",
+__all__ = ["GuardFailed", "Tape", "TapegradWarning", "Traced", "at", "batch_grad", "batch_value_and_grad", "check_grads", "config", "explain", "grad", "jacobian", "numpy", "record", "trace_grad_table",
            "value_and_grad"]

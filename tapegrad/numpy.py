@@ -6,6 +6,8 @@ so code written with ``tnp`` runs with or without tapegrad.  The plain numpy fun
 operators also work on traced values (``np.exp(x)``, ``x @ W``) through numpy's dispatch
 protocols; anything tapegrad does not support raises a TypeError naming it.
 """
+import types as _types
+
 import numpy as _np
 
 from tapegrad import tracer as _tracer
@@ -212,6 +214,13 @@ from tapegrad.numpy_arrays import *  # noqa: E402,F401,F403
 from tapegrad import numpy_arrays as _arrays  # noqa: E402
 _tracer.FUNCTIONS.update(_arrays.FUNCTIONS)
 _tracer.EMIT.np = _arrays
+# decompositions (tapegrad.numpy_linalg) join the linalg namespace
+from tapegrad import numpy_linalg as _linalg  # noqa: E402
+# a module, not a namespace object: captured-state checks take modules by identity, so user
+# code may keep `la = tnp.linalg` in a global
+linalg = _types.ModuleType("tapegrad.numpy.linalg", "numpy.linalg functions that record onto the tape")
+vars(linalg).update(vars(_arrays.linalg), **_linalg.PUBLIC)
+_tracer.FUNCTIONS.update(_linalg.FUNCTIONS)
 
 
 def __getattr__(name):

@@ -22,7 +22,8 @@ from collections import namedtuple
 import numpy as np
 
 import tapegrad.jit as J
-from tapegrad import pytree
+from tapegrad import debug, pytree
+from tapegrad.config import config
 from tapegrad.keys import leaf_spec
 from tapegrad.program import replayed
 
@@ -317,6 +318,8 @@ class Replay:
         False: guards are not checked, for a tape just recorded at these very inputs)."""
         failed = J.forward_sweep(self._prog, self._attrs, self._ints, bound.vals, bound.ext,
                                  self._check if check else 0)
+        if config.debug_nans and failed < 0:
+            debug.check_forward(self, bound)
         return -1 if failed < 0 else int(self._prog_entry[failed])
 
     def _sweep(self, bound, seed, replay, check=True):
@@ -328,6 +331,8 @@ class Replay:
                 return failed
         J.backward_sweep(self._prog, self._attrs, self._ints, bound.vals, bound.adj, self._zero,
                          self._out_plan[0], seed, bound.ext)
+        if config.debug_nans:
+            debug.check_backward(self, bound, seed)
         return -1
 
     def _guard_error(self, entry):

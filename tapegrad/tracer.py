@@ -31,6 +31,7 @@ import types
 
 import numpy as np
 
+from tapegrad.config import config
 from tapegrad.jit import CODES as C
 from tapegrad.recorder import CONST
 
@@ -310,4 +311,7 @@ def _emit(rec, name, args, value, ints=None, floats=()):
     integer attributes ``ints`` and its row's float attributes ``floats``."""
     # C order whatever numpy chose, so that _window decides alike for every input layout
     value = np.asarray(value, dtype=np.float64, order="C")
-    return Traced(rec, rec.entry(C[name], args, value, ints, floats), value)
+    out = Traced(rec, rec.entry(C[name], args, value, ints, floats), value)
+    if config.debug_nans:  # keep the entry's source line for NaN reports (tapegrad.debug)
+        EMIT.note_site(rec)
+    return out

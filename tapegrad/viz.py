@@ -105,8 +105,9 @@ def shape_str(shape):
 def entry_str(tape, i):
     """``i: OP(operands; attributes) -> out (shape)``: the operand list (an operand BLAS
     reads transposed as ``k.T``), then the float attributes by name (a SUM's scale only
-    when not 1), or else a reduction's (pre, m, post), a MATMUL's first six integers or a
-    variadic entry's (k, pre, widths); an entry without output ends at the parenthesis."""
+    when not 1), or else a reduction's (pre, m, post), a MATMUL's first six integers, a
+    decomposition's (batch, m, n, r) or a variadic entry's (k, pre, widths); an entry
+    without output ends at the parenthesis."""
     row = J.OPS[tape.op[i]]
     ops = [str(k) for k in tape.operands(i)]
     if row.name == "MATMUL":
@@ -117,6 +118,8 @@ def entry_str(tape, i):
     if not shown and row.family in ("reduce", "linalg"):
         k = 6 if row.family == "linalg" else 3
         shown = [",".join(str(v) for v in tape.ints[tape.iarg[i]:tape.iarg[i] + k])]
+    if row.family == "decomp":  # (batch, m, n, r) after PINV's rcond
+        shown.append(",".join(str(v) for v in tape.ints[tape.iarg[i]:tape.iarg[i] + 4]))
     if row.family == "guard":
         shown = [f"took={bool(tape.ints[tape.iarg[i]])}"]
     if row.family == "variadic":  # (k, pre, w_0 .. w_{k-1}): the count first

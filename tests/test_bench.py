@@ -48,6 +48,17 @@ def test_rosenbrock_reference_matches_finite_differences_and_loop_value():
     np.testing.assert_allclose(W.rosenbrock_grad(x), _fd(vec, x), rtol=1e-7, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", ["einsum", "tensordot", "dot"])
+def test_contraction_references_match_finite_differences_and_tapegrad(name):
+    p = W.WORKLOADS[name].make("5")
+    model = {"einsum": M.einsum_loss, "tensordot": M.tensordot_loss, "dot": M.dot_loss}[name]
+    A, B, R = p.data["A"], p.data["B"], p.data["R"]
+    np.testing.assert_allclose(p.reference[0], _fd(lambda a: model(a, B, R, np), A), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(p.reference[1], _fd(lambda b: model(A, b, R, np), B), rtol=1e-7, atol=1e-8)
+    for got, want in zip(Tapegrad().prepare(p)(), p.reference):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["branch-flip", "branch-free"])
 def test_branch_references_match_finite_differences_and_tapegrad_flips_between_variants(name):
     p = W.WORKLOADS[name].make("12")

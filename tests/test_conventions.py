@@ -117,6 +117,17 @@ ROWS = {
     "norm-0": (lambda m: lambda x: m.linalg.norm(x), (np.zeros(2),), 0),
     "norm-1-0": (lambda m: lambda x: m.linalg.norm(x, 1), (np.zeros(2),), 0),
     "norm-inf-0": (lambda m: lambda x: m.linalg.norm(x, np.inf), (np.zeros(2),), 0),
+    # linear algebra
+    "eigvalsh-tie": (lambda m: lambda x: m.sum(m.linalg.eigh(x)[0] ** 2), (np.eye(2),), 0),
+    "eigh-tie-vectors": (lambda m: lambda x: m.sum(m.linalg.eigh(x)[1][0] ** 2 * A([1.0, 2.0])), (np.eye(2),), 0),
+    "eigh-lower": (lambda m: lambda x: m.sum(m.linalg.eigh(x)[0] ** 3), (A([[1.0, 5.0], [0.0, 2.0]]),), 0),
+    "svdvals-tie": (lambda m: lambda x: m.sum(m.linalg.svd(x, compute_uv=False)), (np.eye(2),), 0),
+    "svd-tie-vectors": (lambda m: lambda x: m.sum(m.linalg.svd(x)[0][0] ** 2 * A([1.0, 2.0])), (np.eye(2),), 0),
+    "det-singular": (lambda m: lambda x: m.linalg.det(x), (A([[1.0, 2.0], [2.0, 4.0]]),), 0),
+    "slogdet-singular": (lambda m: lambda x: m.linalg.slogdet(x)[1], (A([[1.0, 2.0], [2.0, 4.0]]),), 0),
+    "cholesky-lower": (lambda m: lambda x: m.sum(m.linalg.cholesky(x)), (A([[4.0, 3.0], [1.0, 5.0]]),), 0),
+    "cholesky-indefinite": (lambda m: lambda x: m.sum(m.linalg.cholesky(x)), (A([[1.0, 2.0], [2.0, 1.0]]),), 0),
+    "inv-singular": (lambda m: lambda x: m.sum(m.linalg.inv(x)), (A([[1.0, 2.0], [2.0, 4.0]]),), 0),
 }
 
 # rows whose tapegrad result breaks the documented convention today: id -> (reason, fix)
@@ -194,7 +205,7 @@ DOC_ROWS = doc_rows()
 
 
 _ERRORS = {e.__name__: e for e in (ValueError, TypeError, ZeroDivisionError, AssertionError,
-                                    NotImplementedError)}  # autograd: a primitive without a VJP
+                                    NotImplementedError, np.linalg.LinAlgError)}  # autograd: a primitive without a VJP
 
 
 def parse(cell):

@@ -89,6 +89,47 @@ def concat_cases():
             (lambda a, b: tnp.array([[a, 1.0], [b, a]]), ((), ()), R)]
 
 
+def _spd(x):
+    """A symmetric positive definite matrix (stack) made from x."""
+    return x @ tnp.swapaxes(x, -1, -2) + 3.0 * np.eye(x.shape[-1])
+
+
+def _eigh_vectors(x):
+    w, v = tnp.linalg.eigh(x)
+    return v * v * w[..., None, :]  # independent of the eigenvectors' signs
+
+
+def _svd_vectors(x):
+    u, s, vh = tnp.linalg.svd(x, full_matrices=False)
+    return (u * s[..., None, :]) @ vh + u @ vh  # sign-independent products
+
+
+def decomp_cases():
+    """The decomposition rows (stacks, vector right-hand sides, both orientations of
+    non-square matrices, numpy's own functions); sign-independent uses of eigen- and
+    singular vectors, whose signs LAPACK chooses."""
+    return {
+        "SOLVE": [(tnp.linalg.solve, ((3, 3), (3,)), R), (tnp.linalg.solve, ((3, 3), (3, 2)), R),
+                  (np.linalg.solve, ((2, 3, 3), (3, 2)), R), (tnp.linalg.solve, ((2, 3, 3), (2, 3, 1)), R),
+                  (lambda a, b: tnp.linalg.solve(a, b * 2.0), ((2, 1, 3, 3), (3, 3, 2)), R)],
+        "INV": [(tnp.linalg.inv, ((3, 3),), R), (np.linalg.inv, ((2, 3, 3),), R), (tnp.linalg.inv, ((1, 1),), POS)],
+        "DET": [(tnp.linalg.det, ((3, 3),), R), (np.linalg.det, ((2, 3, 3),), R), (tnp.linalg.det, ((0, 0),), R)],
+        "SLOGDET": [(lambda x: tnp.linalg.slogdet(x)[1], ((3, 3),), R),
+                    (lambda x: (lambda s, l: s * tnp.exp(l))(*np.linalg.slogdet(x)), ((2, 4, 4),), R)],
+        "CHOLESKY": [(lambda x: tnp.linalg.cholesky(_spd(x)), ((3, 3),), R), (lambda x: tnp.linalg.cholesky(_spd(x)), ((2, 3, 3),), R),
+                     (lambda x: np.linalg.cholesky(3.0 * np.eye(3) + x), ((3, 3),), UNIT),
+                     (lambda x: tnp.linalg.cholesky(3.0 * np.eye(3) + x, upper=True), ((3, 3),), UNIT)],
+        "EIGH": [(lambda x: tnp.linalg.eigh(x)[0], ((4, 4),), R), (_eigh_vectors, ((4, 4),), R),
+                 (_eigh_vectors, ((2, 3, 3),), R), (lambda x: np.linalg.eigvalsh(x, UPLO="U"), ((3, 3),), R),
+                 (lambda x: _eigh_vectors(x.T), ((3, 3),), R)],
+        "SVD": [(lambda x: tnp.linalg.svd(x, compute_uv=False), ((4, 3),), R), (_svd_vectors, ((4, 3),), R),
+                (_svd_vectors, ((3, 5),), R), (_svd_vectors, ((2, 3, 3),), R),
+                (lambda x: np.linalg.svd(x)[1], ((3, 3),), R)],
+        "PINV": [(tnp.linalg.pinv, ((4, 3),), R), (tnp.linalg.pinv, ((3, 5),), R), (np.linalg.pinv, ((2, 3, 3),), R),
+                 (lambda x: tnp.linalg.pinv(x, rcond=1e-10), ((1, 3),), R)],
+    }
+
+
 CASES = {
     "AFFINE": unary(lambda x: 2.5 * x - 1.0) + unary(lambda x: 3.0 - x) + unary(lambda x: -x),
     "POWC": unary(lambda x: x ** 2) + unary(lambda x: x ** 3.0) + unary(lambda x: x ** 0.5, POS)
@@ -179,6 +220,7 @@ CASES = {
                                           (lambda x: tnp.prod(x, axis=(0, 2)), ((2, 3, 4),), R),
                                           (lambda x: tnp.prod(x * ZEROS), ((2, 4),), R)],
     "CONCAT": concat_cases(),
+    **decomp_cases(),
 }
 
 PARAMS = [pytest.param(name, fn, shapes, domain, id=f"{name}-{i}-{'x'.join(map(str, shapes))}")

@@ -37,6 +37,21 @@ def rosenbrock_rows(X, np):
     return np.sum(100.0 * (X[:, 1:] - X[:, :-1] ** 2) ** 2 + (1.0 - X[:, :-1]) ** 2)
 
 
+def einsum_loss(A, B, R, np):
+    """sum(R * (A B)), the product written as einsum (the contraction workloads)."""
+    return np.sum(np.einsum("ij,jk->ik", A, B) * R)
+
+
+def tensordot_loss(A, B, R, np):
+    """sum(R * (Aᵀ B)), the product written as tensordot over the first axes."""
+    return np.sum(np.tensordot(A, B, axes=([0], [0])) * R)
+
+
+def dot_loss(A, B, R, np):
+    """sum(R * (A B)), the product written as dot."""
+    return np.sum(np.dot(A, B) * R)
+
+
 def rosenbrock_loop(x):
     """The Rosenbrock function as a Python loop over scalars: a long tape of scalar entries
     (8 operations per element)."""

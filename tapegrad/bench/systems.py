@@ -52,6 +52,12 @@ class Numpy(System):
             return g
         return batch
 
+    def einsum(self, p):
+        A, B, R, grad = p.data["A"], p.data["B"], p.data["R"], W.CONTRACT_GRADS[p.workload]
+        return lambda: grad(A, B, R)
+
+    tensordot = dot = einsum
+
     def record(self, p):
         xs, x = [float(v) for v in p.data["x"]], p.data["x"]
         return Timed(lambda: M.rosenbrock_loop(xs), lambda: W.rosenbrock_grad(x))
@@ -101,6 +107,16 @@ class Tapegrad(System):
 
     def branch_free(self, p):
         return self.branch_flip(p, M.branch_free)
+
+    def einsum(self, p):
+        import tapegrad as tg
+        import tapegrad.numpy as tnp
+        model = {"einsum": M.einsum_loss, "tensordot": M.tensordot_loss, "dot": M.dot_loss}[p.workload]
+        grad = tg.grad(lambda A, B, R: model(A, B, R, tnp), argnums=(0, 1))
+        A, B, R = p.data["A"], p.data["B"], p.data["R"]
+        return lambda: list(grad(A, B, R))
+
+    tensordot = dot = einsum
 
     def many_points(self, p):
         raise Unsupported("needs batched gradients (tapegrad.batch_grad), not in tapegrad yet")

@@ -150,7 +150,40 @@ def _record(size):
     return Problem("record", str(size), float(loop_ops(int(size))), {"x": x}, rosenbrock_grad(x))
 
 
-# 7. first-gradient latency: measured in a fresh process; the problem is the lecture one -----
+# 7. contractions: einsum, tensordot and dot of two n x n matrices, weighted and summed; the
+# baseline is numpy's own function forward and backward by hand (einsum as users call it)
+
+def einsum_grad(A, B, R):
+    C = np.einsum("ij,jk->ik", A, B)
+    np.sum(C * R)  # the forward pass the gradient belongs to
+    return [np.einsum("ik,jk->ij", R, B), np.einsum("ij,ik->jk", A, R)]
+
+
+def tensordot_grad(A, B, R):
+    C = np.tensordot(A, B, axes=([0], [0]))
+    np.sum(C * R)
+    return [np.tensordot(B, R, axes=([1], [1])), np.tensordot(A, R, axes=([1], [0]))]
+
+
+def dot_grad(A, B, R):
+    C = np.dot(A, B)
+    np.sum(C * R)
+    return [np.dot(R, B.T), np.dot(A.T, R)]
+
+
+CONTRACT_GRADS = {"einsum": einsum_grad, "tensordot": tensordot_grad, "dot": dot_grad}
+
+
+def _contract(name):
+    def make(size):
+        n = int(size)
+        A, B, R = _rng().normal(size=(3, n, n))
+        return Problem(name, str(size), float(n), {"A": A, "B": B, "R": R}, CONTRACT_GRADS[name](A, B, R),
+                       rtol=1e-10, atol=1e-10 * n)
+    return make
+
+
+# 8. first-gradient latency: measured in a fresh process; the problem is the lecture one -----
 
 WORKLOADS = {w.name: w for w in [
     Workload("lecture", "MML 5.109 at a scalar point: per-call overhead", ("scalar",), ("scalar",), _lecture),
@@ -168,6 +201,9 @@ WORKLOADS = {w.name: w for w in [
              ("lecture-1e5", "rosenbrock10-1e4"), _many_points, series=False),
     Workload("record", "recording a long scalar program (the Rosenbrock loop) for later gradients; "
              "baseline: evaluating it once on Python floats", (10_000,), (1000,), _record, series=False),
+    *(Workload(name, f"gradient of sum(R * product) with the product of two n x n matrices "
+               f"written as {name}; baseline: numpy's {name} forward and backward by hand",
+               (16, 64, 256, 512), (16, 256), _contract(name)) for name in CONTRACT_GRADS),
     Workload("first-gradient", "fresh process, warm caches: import and one gradient", ("lecture",), ("lecture",),
              lambda size: _lecture(size, "first-gradient")),
 ]}
