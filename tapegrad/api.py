@@ -142,6 +142,7 @@ class _Transformed:
     """
 
     _tapegrad_transform = True  # capture.py guards what the wrapped function reads
+    _extra_frames = 0  # frames a subclass's __call__ adds between the user and ours
 
     def __init__(self, f, argnums, mode, cache):
         if not callable(f):
@@ -306,7 +307,7 @@ class _Transformed:
     def _warn_once(self, what, message):
         if what not in self._warned:
             self._warned.add(what)
-            capture.warn(message, stacklevel=5)
+            capture.warn(message, stacklevel=5 + self._extra_frames)
 
     def _name(self):
         return getattr(self._f, "__qualname__", None) or type(self._f).__name__
