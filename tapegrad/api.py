@@ -28,7 +28,7 @@ from collections import OrderedDict
 import numpy as np
 
 from tapegrad import capture, pytree, variants
-from tapegrad.keys import leaf_spec, static_key
+from tapegrad.keys import TracedLeaf, leaf_spec, static_key
 from tapegrad.recorder import ALIAS, CONST, INPUT, Recorder
 from tapegrad.tape import Tape, check_scalar_output
 from tapegrad.tracer import ConversionError, Traced, is_number
@@ -141,6 +141,9 @@ class _Transformed:
     docstring).
     """
 
+    _tapegrad_transform = True  # capture.py guards what the wrapped function reads
+    _extra_frames = 0  # frames a subclass's __call__ adds between the user and ours
+
     def __init__(self, f, argnums, mode, cache):
         if not callable(f):
             raise TypeError(f"tapegrad.{mode} needs a callable (the function to differentiate), "
@@ -163,7 +166,11 @@ class _Transformed:
 
     def __call__(self, *args, **kwargs):
         nums, is_int = self._argnums_for(len(args))
-        leaves, treedef, specs, leaf_arg = _signature(args, nums)
+        try:
+            leaves, treedef, specs, leaf_arg = _signature(args, nums)
+        except TracedLeaf:  # called inside another recording: inline (tapegrad.higher)
+            from tapegrad.higher import call_traced
+            return call_traced(self, args, kwargs)
         kw = tuple((k, static_key(v)) for k, v in sorted(kwargs.items())) if kwargs else ()
         key = (nums, treedef, specs, kw)
         try:
@@ -306,7 +313,7 @@ class _Transformed:
     def _warn_once(self, what, message):
         if what not in self._warned:
             self._warned.add(what)
-            capture.warn(message, stacklevel=5)
+            capture.warn(message, stacklevel=5 + self._extra_frames)
 
     def _name(self):
         return getattr(self._f, "__qualname__", None) or type(self._f).__name__

@@ -181,6 +181,8 @@ class _Builder:
             self.function(f.__func__, 0)
         elif isinstance(f, functools.partial):
             self.value(desc, self.const(f), f, (), 0)
+        elif getattr(type(f), "_tapegrad_transform", False):  # grad(grad(f)): f's reads
+            self.root(f._f, desc)
         elif not isinstance(f, _IDENTITY) and not is_library(type(f).__module__):
             self.unguardable.append((f"the attributes of the callable {type(f).__name__} object",
                                      None))
@@ -257,6 +259,9 @@ class _Builder:
             self.add(desc, f"{expr}.keywords == {self.const(dict(v.keywords))}")
             for k, a in v.keywords.items():
                 self.value(f"{desc}, argument {k!r}", f"{expr}.keywords[{k!r}]", a, (), depth)
+        elif getattr(type(v), "_tapegrad_transform", False):  # tg.grad(g) called by f: g's reads
+            self.add(desc, f"{expr} is {self.const(v)}")
+            self.value(f"the function of {desc}", f"{expr}._f", v._f, (), depth + 1)
         elif _is_scalar(v):
             same, key = self.const(v), self.const(static_key(v))
             self.add(desc, f"((v := {expr}) is {same} or _key(v) == {key})")

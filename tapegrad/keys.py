@@ -25,9 +25,15 @@ import numpy as np
 
 from tapegrad.tracer import Traced
 
-HIGHER_ORDER = ("higher-order derivatives are not supported yet: a traced value reached "
-                "tapegrad.grad (or value_and_grad, jacobian, record) while another function "
-                "was being differentiated (grad of grad)")
+HIGHER_ORDER = ("a function differentiated inside another recording reads a value traced by "
+                "that recording from its closure, globals or defaults (as grad(lambda y: x * y) "
+                "inside a function of x): pass the value as an argument instead, "
+                "grad(lambda y, x: x * y)(y, x), so that its derivative is followed")
+
+
+class TracedLeaf(NotImplementedError):
+    """An argument leaf is a value traced by a live recording: the call is itself being
+    differentiated (``tapegrad.grad`` inlines its tape then; ``tapegrad.record`` cannot)."""
 
 _PLAIN = frozenset({bool, int, str, bytes, type(None), type(Ellipsis)})
 _BY_IDENTITY = (type, types.ModuleType, types.FunctionType, np.ufunc, np.dtype, enum.Enum)
@@ -54,6 +60,10 @@ def leaf_spec(x, differentiable, argpos):
         return ("f", (), "<f8", "float")
     if isinstance(x, (np.ndarray, np.generic)) and x.dtype.kind == "f":
         return ("f", x.shape, x.dtype.str, "array" if isinstance(x, np.ndarray) else "scalar")
+    if isinstance(x, Traced) and not x._rec.closed:
+        raise TracedLeaf("tapegrad.record was given a value traced by an enclosing recording: "
+                         "a tape cannot be recorded from traced values (tapegrad.grad, "
+                         "value_and_grad and jacobian can be called on them)")
     check_not_traced(x)
     if differentiable:
         dtype = np.asarray(x).dtype if isinstance(x, (int, complex, np.ndarray, np.generic)) else type(x).__name__

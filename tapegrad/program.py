@@ -172,7 +172,8 @@ def program(tape, slots=None, operand_table=False):
     entry, _ = operand_rows(full)
     position = np.full(len(full.op), -1)
     position[kept] = np.arange(n_entries)
-    in_table = nary_rows[np.maximum(position[entry], 0)] & (position[entry] >= 0)
+    # (a tape whose entries are all dead keeps none: no n-ary row to look up)
+    in_table = (position[entry] >= 0) & np.append(nary_rows, False)[position[entry]]
     table_entry, table_nodes = position[entry[in_table]], full.args[in_table]
     table_modes = np.where(needed[table_entry] & (tape.need[table_nodes] != 0), J.ADD, 0)
     touched = table_modes != 0

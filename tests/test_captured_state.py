@@ -530,11 +530,12 @@ def test_output_independent_of_input_warns_and_gives_zero():
         assert tg.grad(lambda x: 0.0 * x)(2.0) == 0.0  # depends on x: no warning
 
 
-def test_grad_of_grad_says_higher_order_is_not_supported():
+def test_grad_of_grad_needs_traced_values_as_arguments():
+    """grad of grad works when the traced value is an argument (tests/test_second_order.py);
+    one read from the inner function's closure is refused with the fix named."""
     inner = tg.grad(lambda y: y * y)
-    with pytest.raises(NotImplementedError, match="higher-order derivatives are not supported yet"):
-        tg.grad(lambda x: inner(x))(2.0)
-    with pytest.raises(NotImplementedError, match="higher-order derivatives are not supported yet"):
+    assert tg.grad(lambda x: inner(x))(2.0) == 2.0
+    with pytest.raises(NotImplementedError, match="pass the value as an argument"):
         tg.grad(lambda x: tg.grad(lambda y: x * y)(1.0))(2.0)
 
 

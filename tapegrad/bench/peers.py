@@ -125,6 +125,28 @@ class Jax(System):
         grad = self._compiled(jax.jit(jax.vmap(jax.grad(f))), pts)
         return lambda: np.asarray(grad(pts))
 
+    def hvp(self, p):
+        """``jit`` of forward over reverse, ``jvp(grad(f), (x,), (v,))``."""
+        jax = self._jax()
+        jnp = jax.numpy
+        if "x" in p.data:
+            f = jax.grad(lambda x: M.rosenbrock(x, jnp))
+            args = (jnp.asarray(p.data["x"]), jnp.asarray(p.data["v"]))
+            hvp = self._compiled(jax.jit(lambda x, v: jax.jvp(f, (x,), (v,))[1]), *args)
+            return lambda: np.asarray(hvp(*args))
+        f = jax.grad(lambda params, X, Y: M.mlp_loss(params, X, Y, jnp))
+        params, V = [jnp.asarray(a) for a in p.data["params"]], [jnp.asarray(a) for a in p.data["V"]]
+        X, Y = jnp.asarray(p.data["X"]), jnp.asarray(p.data["Y"])
+        hvp = self._compiled(jax.jit(lambda P, V, X, Y: jax.jvp(lambda P: f(P, X, Y), (P,), (V,))[1]),
+                             params, V, X, Y)
+        return lambda: [np.asarray(h) for h in hvp(params, V, X, Y)]
+
+    def hessian(self, p):
+        jax = self._jax()
+        x = jax.numpy.asarray(p.data["x"])
+        hessian = self._compiled(jax.jit(jax.hessian(lambda x: M.rosenbrock(x, jax.numpy))), x)
+        return lambda: np.asarray(hessian(x))
+
     def first_gradient(self, p):
         return ("import jax\njax.config.update('jax_enable_x64', True)\nimport jax.numpy as jnp\n"
                 f"{source(M.lecture)}\nprint(jax.jit(jax.grad(lambda x: lecture(x, jnp)))({p.data['x']!r}))")

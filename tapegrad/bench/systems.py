@@ -58,6 +58,17 @@ class Numpy(System):
 
     tensordot = dot = einsum
 
+    def hvp(self, p):
+        if "x" in p.data:
+            x, v = p.data["x"], p.data["v"]
+            return lambda: W.rosenbrock_hvp(x, v)
+        params, X, Y, V = (p.data[k] for k in ("params", "X", "Y", "V"))
+        return lambda: W.mlp_numpy_hvp(params, X, Y, V)
+
+    def hessian(self, p):
+        x = p.data["x"]
+        return lambda: W.rosenbrock_hessian(x)
+
     def record(self, p):
         xs, x = [float(v) for v in p.data["x"]], p.data["x"]
         return Timed(lambda: M.rosenbrock_loop(xs), lambda: W.rosenbrock_grad(x))
@@ -117,6 +128,23 @@ class Tapegrad(System):
         return lambda: list(grad(A, B, R))
 
     tensordot = dot = einsum
+
+    def hvp(self, p):
+        """``tg.hvp``: one tape of forward, backward-as-entries and the sweep over them."""
+        import tapegrad as tg
+        import tapegrad.numpy as tnp
+        if "x" in p.data:
+            hvp, x, v = tg.hvp(lambda x: M.rosenbrock(x, tnp)), p.data["x"], p.data["v"]
+            return lambda: hvp(x, v)
+        hvp = tg.hvp(lambda params, X, Y: M.mlp_loss(params, X, Y, tnp))
+        params, X, Y, V = (p.data[k] for k in ("params", "X", "Y", "V"))
+        return lambda: hvp(params, X, Y, V)
+
+    def hessian(self, p):
+        import tapegrad as tg
+        import tapegrad.numpy as tnp
+        hessian, x = tg.hessian(lambda x: M.rosenbrock(x, tnp)), p.data["x"]
+        return lambda: hessian(x)
 
     def many_points(self, p):
         raise Unsupported("needs batched gradients (tapegrad.batch_grad), not in tapegrad yet")

@@ -183,7 +183,55 @@ def _contract(name):
     return make
 
 
-# 8. first-gradient latency: measured in a fresh process; the problem is the lecture one -----
+# 8. second order: Hessian-vector products and a Hessian ------------------------------------
+
+def rosenbrock_hessian(x):
+    """The Rosenbrock Hessian, a tridiagonal matrix, in closed form."""
+    n, i = len(x), np.arange(len(x) - 1)
+    H = np.zeros((n, n))
+    H[i, i] = 1200.0 * x[:-1] ** 2 - 400.0 * x[1:] + 2.0
+    H[i + 1, i + 1] += 200.0
+    H[i, i + 1] = H[i + 1, i] = -400.0 * x[:-1]
+    return H
+
+
+def rosenbrock_hvp(x, v):
+    """The Rosenbrock Hessian times v in closed form, without forming the matrix."""
+    d = 1200.0 * x[:-1] ** 2 - 400.0 * x[1:] + 2.0
+    hv = np.zeros_like(x)
+    hv[:-1] = d * v[:-1] - 400.0 * x[:-1] * v[1:]
+    hv[1:] += 200.0 * v[1:] - 400.0 * x[:-1] * v[:-1]
+    return hv
+
+
+def mlp_numpy_hvp(params, X, Y, V, h=1e-5):
+    """H v of ``models.mlp_loss`` by central differences of the hand-written gradient along v:
+    what one writes without second-order AD (two gradients)."""
+    up = mlp_numpy_grad([p + h * v for p, v in zip(params, V)], X, Y)
+    down = mlp_numpy_grad([p - h * v for p, v in zip(params, V)], X, Y)
+    return [(a - b) / (2 * h) for a, b in zip(up, down)]
+
+
+def _hvp(size):
+    rng = _rng()
+    if size == "rosenbrock-1e4":
+        x, v = rng.uniform(-1.0, 1.0, 10_000), rng.normal(size=10_000)
+        return Problem("hvp", size, 1e4, {"x": x, "v": v}, rosenbrock_hvp(x, v), rtol=1e-10)
+    params, X, Y = mlp_data(size.split("mlp-")[1])
+    V = [rng.normal(size=p.shape) for p in params]
+    # the reference: Richardson's extrapolation of two central differences, O(h^4) accurate
+    coarse, fine = mlp_numpy_hvp(params, X, Y, V, 2e-3), mlp_numpy_hvp(params, X, Y, V, 1e-3)
+    reference = [(4.0 * f - c) / 3.0 for c, f in zip(coarse, fine)]
+    return Problem("hvp", size, float(sum(p.size for p in params)),
+                   {"params": params, "X": X, "Y": Y, "V": V}, reference, rtol=1e-5, atol=1e-7)
+
+
+def _hessian(size):
+    x = _rng().uniform(-1.0, 1.0, int(size.split("-")[1]))
+    return Problem("hessian", size, float(x.size), {"x": x}, rosenbrock_hessian(x), rtol=1e-10, atol=1e-9)
+
+
+# 9. first-gradient latency: measured in a fresh process; the problem is the lecture one -----
 
 WORKLOADS = {w.name: w for w in [
     Workload("lecture", "MML 5.109 at a scalar point: per-call overhead", ("scalar",), ("scalar",), _lecture),
@@ -204,6 +252,11 @@ WORKLOADS = {w.name: w for w in [
     *(Workload(name, f"gradient of sum(R * product) with the product of two n x n matrices "
                f"written as {name}; baseline: numpy's {name} forward and backward by hand",
                (16, 64, 256, 512), (16, 256), _contract(name)) for name in CONTRACT_GRADS),
+    Workload("hvp", "Hessian-vector product: vectorised Rosenbrock, and the user-style MLP's loss "
+             "in all its weights (numpy: closed form; for the MLP two hand-written gradients)",
+             ("rosenbrock-1e4", "mlp-64-32-10x16"), ("rosenbrock-1e4", "mlp-64-32-10x16"), _hvp, series=False),
+    Workload("hessian", "the full Hessian of the vectorised Rosenbrock (numpy: closed form)",
+             ("rosenbrock-100",), ("rosenbrock-100",), _hessian, series=False),
     Workload("first-gradient", "fresh process, warm caches: import and one gradient", ("lecture",), ("lecture",),
              lambda size: _lecture(size, "first-gradient")),
 ]}

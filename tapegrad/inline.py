@@ -1,0 +1,176 @@
+"""Inlining a tape into another recording: the gradient of a tape as a tape.
+
+When a function transformed by ``tapegrad.grad`` (or ``value_and_grad``, ``jacobian``) is
+called on traced values, it is being differentiated itself (grad of grad, a Hessian, ...).
+Then no numba sweep runs: the inner function is recorded at the concrete values of its
+arguments, and that *inner* tape is copied into the *outer* recording by this module:
+
+1. **forward**: every entry the inner tape keeps is appended to the outer recording with
+   the same opcode, integer and float attributes, on the outer nodes that stand for its
+   operands (the traced arguments, constants, windows); its value is the one the inner
+   recording computed, which is the outer eager value, since both ran on the same numbers.
+   Guards are copied too, with their source lines, so a replay of the outer tape checks
+   the inner function's branches; a value-dependent inner recording makes the outer one
+   value dependent (never reused), as ``tapegrad.api`` does for any recording.
+2. **backward**: the lecture's ``grad_table``, symbolically: the entries are walked last to
+   first, each one's output adjoint is complete when it is reached (all its users come
+   later on the tape), and the op's traced VJP rule (``tapegrad.vjps``) emits the adjoints
+   of its operands as outer entries.  Adjoints are summed per storage: a window's adjoint
+   (``x[1:]``, ``x[i]`` of a scalar loop) lands in its owner's, assembled by one CONCAT
+   of the pieces, so a loop over n elements costs O(n) entries, not O(n^2).
+
+The result is a traced gradient: an ordinary value of the outer recording.
+
+Invariants
+----------
+* Only entries the inner output depends on are copied (the program's ``replayed``), plus
+  every guard.  Adjoints flow only along the inner tape's ``need`` (activity) mask.
+* An inner node never gets two outer stand-ins: each is made once, in tape order.
+"""
+import numpy as np
+
+import tapegrad.jit as J
+from tapegrad.emit.arrays import concatenate, const
+from tapegrad.emit.shape import getitem, reshape
+from tapegrad.program import replayed
+from tapegrad.recorder import ALIAS, CONST
+from tapegrad.tracer import Traced
+from tapegrad.vjps import Attrs, adjoints
+
+
+def _int_ends(tape):
+    """Where each entry's integer attributes end in ``ints`` (they are laid out in entry
+    order, so an entry's run ends where the next entry's with any begins)."""
+    ends = np.full(len(tape.op), len(tape.ints), np.int64)
+    has = np.flatnonzero(tape.iarg >= 0)
+    ends[has[:-1]] = tape.iarg[has[1:]]
+    return ends
+
+
+class Inlined:
+    """One inner tape copied into an outer recording ``rec``: its forward entries at
+    construction, then any number of symbolic backward sweeps (:meth:`backward`)."""
+
+    def __init__(self, tape, rec, leaves):
+        self.tape, self.rec = tape, rec
+        self.vals = [None] * tape.n_nodes
+        traced = [leaf for leaf, spec in zip(leaves, tape.specs) if spec[0] == "f"]
+        for node, leaf in zip(tape.inputs, traced):
+            self.vals[node] = leaf if isinstance(leaf, Traced) else \
+                const(rec, np.asarray(leaf, dtype=np.float64))
+        if tape.value_dependent:
+            rec.value_dependent = True
+        self.kept = np.flatnonzero(replayed(tape))
+        self.ends = _int_ends(tape)
+        sites = {site[0]: site[1:] for site in tape.guard_sites}
+        for i in self.kept:
+            self._copy(int(i), sites)
+        self.output = self.get(tape.output)
+
+    def get(self, node):
+        """The outer value standing for inner ``node`` (constants and windows made on
+        first use; inputs and entry outputs are set when they are made)."""
+        v = self.vals[node]
+        if v is None:
+            tape = self.tape
+            value = np.array(tape.recorded_value(node))
+            if tape.kind[node] == CONST:
+                v = const(self.rec, value)
+            elif tape.kind[node] == ALIAS:
+                owner = int(tape.base[node])
+                base = self.get(owner)
+                start = int(tape.offset[node] - tape.offset[owner])
+                v = Traced(self.rec, self.rec.node(value, ALIAS, base=base._node, start=start), value)
+            else:
+                raise AssertionError(f"inner node {node} was used before it was made")
+            self.vals[node] = v
+        return v
+
+    def attrs(self, i):
+        tape = self.tape
+        ints = tape.ints[tape.iarg[i]:self.ends[i]] if tape.iarg[i] >= 0 else None
+        floats = tuple(tape.entry_floats(i).values())
+        return ints, floats
+
+    def _copy(self, i, sites):
+        tape, rec = self.tape, self.rec
+        args = tuple(self.get(k)._node for k in tape.operands(i))
+        ints, floats = self.attrs(i)
+        out = int(tape.out[i])
+        if out < 0:  # a guard: the outer replay checks the inner branch too
+            rec.entry(int(tape.op[i]), args, None, ints, floats)
+            if i in sites:
+                rec.guard_sites.append((rec.n_entries - 1,) + tuple(sites[i]))
+            return
+        value = np.array(tape.recorded_value(out), dtype=np.float64, order="C")
+        self.vals[out] = Traced(rec, rec.entry(int(tape.op[i]), args, value, ints, floats), value)
+
+    def backward(self, seed):
+        """One symbolic backward sweep seeded with ``seed`` (a traced or plain value of the
+        output's shape): the adjoint of each differentiated input (None: zero)."""
+        tape = self.tape
+        sums = {}  # owner node -> [(start in its storage, traced adjoint piece)]
+
+        def add(node, value):
+            owner = int(tape.base[node])
+            sums.setdefault(owner, []).append((int(tape.offset[node] - tape.offset[owner]), value))
+
+        if not isinstance(seed, Traced):
+            seed = const(self.rec, np.broadcast_to(np.asarray(seed, np.float64), tape.shape(tape.output)))
+        add(tape.output, seed)
+        for i in self.kept[::-1]:
+            out = int(tape.out[i])
+            if out < 0:
+                continue
+            g = self._total(out, sums.pop(out, None))
+            if g is None:
+                continue
+            operands = tape.operands(i)
+            wanted = [t for t, k in enumerate(operands) if tape.need[k]]
+            if not wanted:
+                continue
+            ints, floats = self.attrs(i)
+            e = Attrs(ints, *(floats + (0.0, 0.0))[:2])
+            values = tuple(self.get(k) for k in operands)
+            for t, d in adjoints(J.NAMES[tape.op[i]], g, self.vals[out], values, e, wanted).items():
+                if d is not None:
+                    add(operands[t], d)
+        diff = [node for node, plan in zip(tape.inputs, self._traced_args()) if plan in tape.argnums]
+        return [self._total(int(node), sums.pop(int(node), None)) for node in diff]
+
+    def _traced_args(self):
+        return [arg for arg, spec in zip(self.tape.leaf_arg, self.tape.specs) if spec[0] == "f"]
+
+    def _total(self, owner, pieces):
+        """The adjoint of ``owner``'s storage, shaped like it: the sum of the whole-node
+        pieces plus the windows' pieces placed at their offsets (None if there are none)."""
+        if not pieces:
+            return None
+        tape = self.tape
+        size, shape = int(tape.size[owner]), tape.shape(owner)
+        whole = [reshape(p, shape) if p.shape != shape else p
+                 for start, p in pieces if start == 0 and p.size == size]
+        parts = [(start, reshape(p, -1)) for start, p in pieces if not (start == 0 and p.size == size)]
+        total = _sum(whole)
+        if parts:
+            placed = reshape(_place(self.rec, parts, size), shape)
+            total = placed if total is None else total + placed
+        return total
+
+
+def _sum(values):
+    total = None
+    for v in values:
+        total = v if total is None else total + v
+    return total
+
+
+def _place(rec, parts, size):
+    """A flat array of ``size``: the sum of the flat ``parts`` (start, traced), each added
+    at its start; one CONCAT of the runs between the parts' edges (zeros where none)."""
+    edges = sorted({0, size} | {s for s, _ in parts} | {s + p.size for s, p in parts})
+    runs = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        covering = [getitem(p, slice(lo - s, hi - s)) for s, p in parts if s <= lo and hi <= s + p.size]
+        runs.append(_sum(covering) if covering else const(rec, np.zeros(hi - lo)))
+    return runs[0] if len(runs) == 1 else concatenate(runs)
