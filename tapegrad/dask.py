@@ -12,8 +12,9 @@ How the tape travels (the invariants the tests check):
 
 * The client records ``f`` once per distinct block shape (at the first block of that
   shape; a short last block is the usual second shape), never once per block.  The tapes
-  go into one bytes payload in the tape file format (:mod:`tapegrad.tapefile`), with ``f``
-  pickled by cloudpickle.  The payload is one literal of the graph, read by one task
+  go into one bytes payload in the tape file format (:mod:`tapegrad.tapefile`, compressed,
+  with only the constants' values: see :func:`_shipped_file`), with ``f`` pickled by
+  cloudpickle.  The payload is one literal of the graph, read by one task
   (``tapegrad-tape-<token>``) that every block task depends on; so a worker receives the
   payload (or the loaded plan, which pickles back into the same payload) once and
   validates it once, whatever the number of blocks.  A lost worker's copy is rebuilt from
@@ -41,7 +42,8 @@ import uuid
 
 import numpy as np
 
-from tapegrad import api, capture, pytree
+from tapegrad import api, capture, pytree, tapefile
+from tapegrad.recorder import CONST
 from tapegrad.replay import GuardFailed
 from tapegrad.tape import Tape
 
@@ -227,19 +229,18 @@ def _plan_payload(f, argnums, args, data_pos, arrays, kwargs):
     reproduce the recording (then a warning says that every block is recorded)."""
     nums, is_int = api._normalize_argnums(argnums, len(args))
     statics = [args[k] for k in nums]
+    samples = _sample_blocks(args, data_pos, arrays, *_dask())  # may draw (Dask's own keys)
     guards = capture.guards_for(f, desc=f"the function {_name(f)}")
     before = capture.random_state(list(guards.rngs))
     tapes, reason = [], None
-    for block in _sample_blocks(args, data_pos, arrays, *_dask()):
+    for block in samples:
         call = _with_blocks(statics, data_pos, block)
         tape = api._record(f, kwargs, nums, is_int, *api._signature(call, nums),
                            scalar_for="value_and_grad")
         if tape.value_dependent:
             reason = "used a comparison of traced values as a constant (a mask)"
             break
-        buf = io.BytesIO()
-        tape.save(buf)
-        tapes.append((tuple(np.shape(x) for x in block), buf.getvalue()))
+        tapes.append((tuple(np.shape(x) for x in block), _shipped_file(tape)))
     if reason is None and capture.random_state(list(guards.rngs)) != before:
         reason = "changed a random state (it draws random numbers)"
     elif reason is None and not guards.holds():
@@ -252,6 +253,23 @@ def _plan_payload(f, argnums, args, data_pos, arrays, kwargs):
     state = {"tapes": tapes, "data_pos": data_pos, "n_args": len(args),
              "f": _pickle_by_value((f, argnums, kwargs), getattr(f, "__module__", None))}
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _shipped_file(tape):
+    """The tape file of ``tape`` as bytes, with every value but the constants' zeroed and
+    the archive compressed.  A replay writes each input and each replayed entry's output
+    before anything reads it (which is what lets one thread's buffers serve replay after
+    replay at other inputs), so only the constants' values are read; the recorded block's
+    data and intermediates would be most of the file, for nothing."""
+    state = tapefile.encode(tape)
+    keep = np.zeros(len(tape.values), bool)
+    for node in np.flatnonzero(tape.kind == CONST):
+        keep[tape.offset[node]:tape.offset[node] + tape.size[node]] = True
+    state["values"] = np.where(keep, state["values"], 0.0)
+    state["sha256"] = tapefile.checksum(state)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **state)
+    return buf.getvalue()
 
 
 def _pickle_by_value(obj, module_name):
