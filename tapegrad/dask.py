@@ -8,48 +8,34 @@ blocks' values and gradients in a tree of Dask tasks (``split_every`` at a time,
 right within a group), and returns numpy.  When ``f`` is a sum over rows this is the
 whole-data ``value_and_grad``, up to the order of the float additions.
 
-How the tape travels (the invariants the tests check):
+How the tape travels (the invariants the tests check; the payload and what workers do
+with it are :mod:`tapegrad.shipping`):
 
 * The client records ``f`` once per distinct block shape (at the first block of that
-  shape; a short last block is the usual second shape), never once per block.  The tapes
-  go into one bytes payload in the tape file format (:mod:`tapegrad.tapefile`, compressed,
-  with only the constants' values: see :func:`_shipped_file`), with ``f`` pickled by
-  cloudpickle.  The payload is one literal of the graph, read by one task
-  (``tapegrad-tape-<token>``) that every block task depends on; so a worker receives the
-  payload (or the loaded plan, which pickles back into the same payload) once and
-  validates it once, whatever the number of blocks.  A lost worker's copy is rebuilt from
-  the graph, as any Dask result is.
+  shape; a short last block is the usual second shape), never once per block, and packs
+  the tapes (tape file format, constants only) and ``f`` into one bytes payload.  A later
+  call with the same shapes reuses the payload while what ``f`` reads is unchanged.
+* The payload is one literal of the graph, read by one task (``tapegrad-tape-<token>``)
+  that every block task depends on; so a worker receives the payload (or the loaded plan,
+  which pickles back into the payload) once and validates it once, whatever the number
+  of blocks.  A lost worker's copy is rebuilt from the graph, as any Dask result is.
 * Workers import tapegrad and load its numba kernels from their own cache
   (``NUMBA_CACHE_DIR``); nothing compiled crosses the wire.
-* A block's result is a replay of a shipped tape only if the replay's guards held at that
-  block; when a guard fails (``f`` branches the other way there) the worker records ``f``
-  itself, with ``tapegrad.value_and_grad`` (one per worker process and call), so a block
-  never returns another branch's gradient.  ``f`` is pickled by value when it lives in
-  user code, so a worker sees the globals the client saw.
-* A recording that a replay could not reproduce (a comparison of traced values used as a
-  mask, random draws, ``f`` changing what it reads) is not shipped: every block is then
-  recorded on its worker, and a :class:`~tapegrad.capture.TapegradWarning` says so.
+* A block whose guards fail on the worker (``f`` branches the other way there) is
+  recorded there, so a block never returns another branch's gradient.
 * ``import tapegrad`` does not import this module, and this module imports dask only when
   it is called.
 """
 import collections
-import hashlib
-import io
-import pickle
-import sys
 import threading
 import uuid
 
 import numpy as np
 
-from tapegrad import api, capture, pytree, tapefile
-from tapegrad.recorder import CONST
-from tapegrad.replay import GuardFailed
-from tapegrad.tape import Tape
+from tapegrad import api, pytree, shipping
 
-DEFAULT_BLOCK_ROWS = 8192
-_STATS = collections.Counter()  # this process: plans loaded (by token), blocks replayed / recorded
-_PICKLE_LOCK = threading.Lock()
+DEFAULT_BLOCK_ROWS = 4096
+_KEEP_PAYLOADS = 16
 
 __all__ = ["value_and_grad_sum", "SumOverRows", "DEFAULT_BLOCK_ROWS"]
 
@@ -89,7 +75,8 @@ def value_and_grad_sum(f, argnums=0, *, block_rows=None, split_every=8):
 
 
 class SumOverRows:
-    """``f`` wrapped by :func:`value_and_grad_sum`: call it, or ``.delayed(...)`` it."""
+    """``f`` wrapped by :func:`value_and_grad_sum`: call it, or ``.delayed(...)`` it.  Keeps
+    the payloads of its last calls (see :mod:`tapegrad.shipping`) by their key."""
 
     def __init__(self, f, argnums, block_rows, split_every):
         if not callable(f):
@@ -102,6 +89,7 @@ class SumOverRows:
             raise ValueError(f"split_every must be an int >= 2, got {split_every!r}")
         self._f, self._argnums = f, argnums
         self._block_rows, self._split_every = block_rows, int(split_every)
+        self._payloads, self._lock = collections.OrderedDict(), threading.Lock()
 
     def __call__(self, *args, **kwargs):
         dask, _ = _dask()
@@ -122,27 +110,64 @@ class SumOverRows:
                 raise TypeError(f"argument {k} (differentiated) is a dask array: parameters "
                                 "must be in memory (numpy); only the data arguments are split")
         arrays = row_blocked(args, data_pos, self._block_rows, da)
-        row_chunks = arrays[0].chunks[0]
-        token = uuid.uuid4().hex[:12]
-        payload = _plan_payload(self._f, self._argnums, args, data_pos, arrays, kwargs)
-        plan = dask.delayed(_Plan, pure=False)(payload, dask_key_name=f"tapegrad-tape-{token}")
+        payload = self._payload(args, nums, data_pos, arrays, kwargs)
         statics = tuple(args[k] for k in nums)
-        statics = dask.delayed(statics, traverse=False, name=f"tapegrad-params-{token}")
-        blocks = [a.to_delayed().ravel() for a in arrays]
-        parts = [dask.delayed(_block_value_and_grad, pure=False)(
-                     plan, statics, *(b[i] for b in blocks), dask_key_name=f"tapegrad-block-{token}-{i}")
-                 for i in range(len(row_chunks))]
-        level = 0
-        while len(parts) > 1:
-            level += 1
-            parts = [dask.delayed(_sum_parts, pure=False)(
-                         *parts[i:i + self._split_every],
-                         dask_key_name=f"tapegrad-sum-{token}-{level}-{i // self._split_every}")
-                     for i in range(0, len(parts), self._split_every)]
-        return parts[0]
+        return _graph(uuid.uuid4().hex[:12], payload, statics, arrays, self._split_every)
+
+    def _payload(self, args, nums, data_pos, arrays, kwargs):
+        """The cached payload of an earlier call with this key if what ``f`` reads is
+        unchanged, else a new recording (kept if it may be reused)."""
+        specs = tuple(tuple(((n,) + a.shape[1:], a.dtype) for a in arrays)
+                      for n in dict.fromkeys(arrays[0].chunks[0]))
+        key = shipping.payload_key(args, nums, data_pos, specs, kwargs)
+        with self._lock:
+            hit = self._payloads.get(key) if key is not None else None
+        if hit is not None and hit[1]():
+            return hit[0]
+        samples = _sample_blocks(args, data_pos, arrays, *_dask())
+        payload, check = shipping.record_payload(self._f, self._argnums, args, data_pos,
+                                                 samples, kwargs)
+        if key is not None and check is not None:
+            with self._lock:
+                self._payloads[key] = (payload, check)
+                self._payloads.move_to_end(key)
+                while len(self._payloads) > _KEEP_PAYLOADS:
+                    self._payloads.popitem(last=False)
+        return payload
 
     def __repr__(self):
-        return f"<tapegrad.dask.value_and_grad_sum of {getattr(self._f, '__qualname__', self._f)!r}>"
+        return f"<tapegrad.dask.value_and_grad_sum of {shipping.name(self._f)!r}>"
+
+
+def _graph(token, payload, statics, arrays, split_every):
+    """The lazy result: one task loading the payload (``tapegrad-tape-<token>``), one key
+    holding the parameters, a task per block reading both and the block's chunks, and the
+    tree of sums.  Written as task specs, not one ``dask.delayed`` call per block, which
+    would cost ~0.2 ms of graph building per block."""
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
+    from dask.task_spec import DataNode, Task, TaskRef
+
+    plan, params = f"tapegrad-tape-{token}", f"tapegrad-params-{token}"
+    layer = {plan: Task(plan, shipping.load_plan, payload), params: DataNode(params, statics)}
+    parts = []
+    for i in range(len(arrays[0].chunks[0])):
+        key = f"tapegrad-block-{token}-{i}"
+        chunks = [TaskRef((a.name, i) + (0,) * (a.ndim - 1)) for a in arrays]
+        layer[key] = Task(key, shipping.block_value_and_grad, TaskRef(plan), TaskRef(params),
+                          *chunks)
+        parts.append(key)
+    level = 0
+    while len(parts) > 1:
+        level += 1
+        groups = [parts[i:i + split_every] for i in range(0, len(parts), split_every)]
+        parts = []
+        for j, group in enumerate(groups):
+            key = f"tapegrad-sum-{token}-{level}-{j}"
+            layer[key] = Task(key, _sum_parts, *map(TaskRef, group))
+            parts.append(key)
+    graph = HighLevelGraph.from_collections(f"tapegrad-{token}", layer, dependencies=arrays)
+    return Delayed(parts[0], graph, layer=f"tapegrad-{token}")
 
 
 def row_blocked(args, data_pos, block_rows, da):
@@ -215,126 +240,6 @@ def _sample_blocks(args, data_pos, arrays, dask, da):
     return [tuple(b) for b in samples.values()]
 
 
-def _with_blocks(statics, data_pos, blocks):
-    """The positional arguments: ``statics`` in the argnums places, ``blocks`` in the rest."""
-    args, s, b = [], iter(statics), iter(blocks)
-    for k in range(len(statics) + len(blocks)):
-        args.append(next(b) if k in data_pos else next(s))
-    return args
-
-
-def _plan_payload(f, argnums, args, data_pos, arrays, kwargs):
-    """Record ``f`` at the first block of each shape; the bytes every worker receives: the
-    tapes in the tape file format, ``f`` by cloudpickle.  No tapes when a replay could not
-    reproduce the recording (then a warning says that every block is recorded)."""
-    nums, is_int = api._normalize_argnums(argnums, len(args))
-    statics = [args[k] for k in nums]
-    samples = _sample_blocks(args, data_pos, arrays, *_dask())  # may draw (Dask's own keys)
-    guards = capture.guards_for(f, desc=f"the function {_name(f)}")
-    before = capture.random_state(list(guards.rngs))
-    tapes, reason = [], None
-    for block in samples:
-        call = _with_blocks(statics, data_pos, block)
-        tape = api._record(f, kwargs, nums, is_int, *api._signature(call, nums),
-                           scalar_for="value_and_grad")
-        if tape.value_dependent:
-            reason = "used a comparison of traced values as a constant (a mask)"
-            break
-        tapes.append((tuple(np.shape(x) for x in block), _shipped_file(tape)))
-    if reason is None and capture.random_state(list(guards.rngs)) != before:
-        reason = "changed a random state (it draws random numbers)"
-    elif reason is None and not guards.holds():
-        reason = f"changed a value it reads ({', '.join(guards.failing()[:3])})"
-    if reason is not None:
-        tapes = []
-        capture.warn(f"{_name(f)} {reason} while it was recorded, so its tape cannot be "
-                     "replayed on other blocks: every block is recorded on its worker "
-                     "(correct, but slower)", stacklevel=4)
-    state = {"tapes": tapes, "data_pos": data_pos, "n_args": len(args),
-             "f": _pickle_by_value((f, argnums, kwargs), getattr(f, "__module__", None))}
-    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _shipped_file(tape):
-    """The tape file of ``tape`` as bytes, with every value but the constants' zeroed and
-    the archive compressed.  A replay writes each input and each replayed entry's output
-    before anything reads it (which is what lets one thread's buffers serve replay after
-    replay at other inputs), so only the constants' values are read; the recorded block's
-    data and intermediates would be most of the file, for nothing."""
-    state = tapefile.encode(tape)
-    keep = np.zeros(len(tape.values), bool)
-    for node in np.flatnonzero(tape.kind == CONST):
-        keep[tape.offset[node]:tape.offset[node] + tape.size[node]] = True
-    state["values"] = np.where(keep, state["values"], 0.0)
-    state["sha256"] = tapefile.checksum(state)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **state)
-    return buf.getvalue()
-
-
-def _pickle_by_value(obj, module_name):
-    """cloudpickle ``obj``, taking ``module_name``'s functions by value if it is user code,
-    so that a worker runs them with the globals the client has now (not its own import's)."""
-    import cloudpickle
-    module = sys.modules.get(module_name or "")
-    by_value = (module is not None and module_name != "__main__"
-                and not capture.is_library(module_name))
-    with _PICKLE_LOCK:
-        added = by_value and module_name not in cloudpickle.list_registry_pickle_by_value()
-        if added:
-            cloudpickle.register_pickle_by_value(module)
-        try:
-            return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        finally:
-            if added:
-                cloudpickle.unregister_pickle_by_value(module)
-
-
-def _name(f):
-    return getattr(f, "__qualname__", None) or type(f).__name__
-
-
-class _Plan:
-    """A worker's copy of the payload: the tapes (loaded, hence validated) by block shapes,
-    and ``f`` to record blocks no tape serves.  Pickles as its payload, so another worker
-    that receives it loads and validates the tapes again."""
-
-    def __init__(self, payload):
-        import cloudpickle
-        state = pickle.loads(payload)
-        self._payload = payload
-        self.token = hashlib.sha256(payload).hexdigest()[:16]
-        self.tapes = {shapes: Tape.load(io.BytesIO(data)) for shapes, data in state["tapes"]}
-        self.data_pos, self.n_args = state["data_pos"], state["n_args"]
-        self.f, self.argnums, self.kwargs = cloudpickle.loads(state["f"])
-        self._recorder, self._lock = None, threading.Lock()
-        _STATS["plans loaded", self.token] += 1
-
-    def __reduce__(self):
-        return _Plan, (self._payload,)
-
-    def value_and_grad(self, statics, blocks):
-        args = _with_blocks(statics, self.data_pos, blocks)
-        tape = self.tapes.get(tuple(np.shape(b) for b in blocks))
-        if tape is not None:
-            try:
-                result = tape.value_and_gradient(*args)
-            except GuardFailed:
-                pass
-            else:
-                _STATS["blocks replayed"] += 1
-                return result
-        with self._lock:
-            if self._recorder is None:
-                self._recorder = api.value_and_grad(self.f, self.argnums)
-        _STATS["blocks recorded"] += 1
-        return self._recorder(*args, **self.kwargs)
-
-
-def _block_value_and_grad(plan, statics, *blocks):
-    return plan.value_and_grad(statics, blocks)
-
-
 def _sum_parts(*parts):
     """The sum of ``(value, gradients)`` pairs, added left to right, leaf by leaf."""
     value, grads = parts[0]
@@ -345,16 +250,10 @@ def _sum_parts(*parts):
     return value, pytree.unflatten(tree, leaves)
 
 
-def _stats():
-    """This process's counters (for tests and benchmarks): plans loaded per token, blocks
-    replayed from a shipped tape, blocks recorded on the worker."""
-    return dict(_STATS)
-
-
 # --- where batch_grad's dask.array path plugs in ---------------------------------------------
 # tg.batch_grad / tg.batch_value_and_grad (tapegrad/batch.py) on dask arrays: validate and
 # rechunk the batched arguments with ``row_blocked`` (chunks along the batch axis only), ship
-# the batched tape(s) as one graph key exactly as ``SumOverRows.delayed`` ships ``_Plan``, and
+# the batched tape(s) as one graph key exactly as ``_graph`` ships the payload, and
 # map one task per block over the chunks (``da.map_blocks`` with the plan key as a dependency),
 # returning lazy dask arrays with the input's row chunks.  It is not written yet: it needs the
 # batch API, and until then dask arrays are not accepted there.

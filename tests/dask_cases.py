@@ -43,6 +43,14 @@ def masked_sum(w, X):
     return tnp.sum(tnp.where(X @ w > 0, X @ w, 0.0))
 
 
+SCALE = 1.0
+
+
+def scaled_sum(w, X):
+    """Reads the module global SCALE: a payload recorded before SCALE changes is stale."""
+    return SCALE * tnp.sum(tnp.tanh(X @ w))
+
+
 def mlp_problem(rng, n=1000, d=8, hidden=6, k=3):
     params = [rng.normal(size=(hidden, d)), rng.normal(size=hidden), rng.normal(size=(k, hidden)),
               rng.normal(size=k)]

@@ -14,6 +14,8 @@ import pytest
 import tapegrad as tg
 import tapegrad.api as api
 import tapegrad.dask as tgd
+from tapegrad import shipping
+import dask_cases
 from dask_cases import (assert_close, assert_same, blockwise, branchy_sum, masked_sum, mlp_problem,
                         mlp_sum, raises_on_large)
 
@@ -45,15 +47,36 @@ def test_records_once_per_block_shape_and_loads_the_tapes_once(rng, monkeypatch)
     recorded = []
     real = api._record
     monkeypatch.setattr(api, "_record", lambda *a, **k: recorded.append(1) or real(*a, **k))
-    before = tgd._stats()
-    tgd.value_and_grad_sum(mlp_sum, block_rows=100)(params, X, Y)  # 10 blocks, one shape
-    tgd.value_and_grad_sum(mlp_sum, block_rows=128)(params, X, Y)  # 8 blocks, two shapes
+    monkeypatch.setattr(shipping, "_PLANS", shipping._PLANS.__class__())
+    by100 = tgd.value_and_grad_sum(mlp_sum, block_rows=100)
+    by128 = tgd.value_and_grad_sum(mlp_sum, block_rows=128)
+    before = shipping.stats()
+    by100(params, X, Y)  # 10 blocks, one shape
+    by128(params, X, Y)  # 8 blocks, two shapes
     assert len(recorded) == 3
-    after = tgd._stats()
+    # a later call with other parameter values and data reuses the payload and the loaded plan
+    params2, X2, Y2 = mlp_problem(rng, n=1000)
+    again = by128(params2, X2, Y2)
+    assert len(recorded) == 3
+    assert_same(again, blockwise(mlp_sum, params2, (X2, Y2), 128))
+    after = shipping.stats()
     loaded = {k: v - before.get(k, 0) for k, v in after.items() if k[0] == "plans loaded"}
     assert sorted(v for v in loaded.values() if v) == [1, 1]
-    assert after["blocks replayed"] - before.get("blocks replayed", 0) == 18
+    assert after["blocks replayed"] - before.get("blocks replayed", 0) == 26
     assert after.get("blocks recorded", 0) == before.get("blocks recorded", 0)
+
+
+def test_a_changed_global_is_not_served_from_a_stale_payload(rng):
+    w, X = rng.normal(size=3), rng.normal(size=(500, 3))
+    vgs = tgd.value_and_grad_sum(dask_cases.scaled_sum, block_rows=100)
+    first = vgs(w, X)
+    try:
+        dask_cases.SCALE = 3.0
+        again = vgs(w, X)
+        assert_same(again, blockwise(dask_cases.scaled_sum, w, (X,), 100))
+    finally:
+        dask_cases.SCALE = 1.0
+    np.testing.assert_allclose(again[1], 3 * first[1], rtol=1e-14)
 
 
 def test_each_block_task_refers_to_the_tape_instead_of_holding_it(rng):
@@ -118,10 +141,10 @@ def test_branchy_function_records_the_blocks_whose_guards_fail(rng):
     w = rng.normal(size=3)
     X = rng.normal(size=(600, 3))
     X[:, 0] += np.repeat([1.0, -1.0, 1.0, -1.0, -1.0, 1.0], 100)  # the branch flips by block
-    before = tgd._stats()
+    before = shipping.stats()
     result = tgd.value_and_grad_sum(branchy_sum, block_rows=100)(w, X)
     assert_same(result, blockwise(branchy_sum, w, (X,), 100))
-    after = tgd._stats()
+    after = shipping.stats()
     assert after["blocks recorded"] - before.get("blocks recorded", 0) >= 1  # where the guard failed
     assert after["blocks replayed"] - before.get("blocks replayed", 0) >= 3
 
@@ -135,13 +158,13 @@ def test_a_raise_on_some_block_surfaces_with_its_type_and_message(rng):
 
 def test_a_mask_is_recorded_on_every_block_with_a_warning(rng):
     w, X = rng.normal(size=3), rng.normal(size=(500, 3))
-    before = tgd._stats()
+    before = shipping.stats()
     with pytest.warns(tg.TapegradWarning, match="every block is recorded on its worker"):
         result = tgd.value_and_grad_sum(masked_sum, block_rows=100)(w, X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", tg.TapegradWarning)
         assert_same(result, blockwise(masked_sum, w, (X,), 100))
-    assert tgd._stats()["blocks recorded"] - before.get("blocks recorded", 0) == 5
+    assert shipping.stats()["blocks recorded"] - before.get("blocks recorded", 0) == 5
 
 
 def test_nan_in_one_row_acts_as_in_memory(rng):

@@ -13,6 +13,7 @@ from distributed import Client, LocalCluster
 
 import tapegrad as tg
 import tapegrad.dask as tgd
+from tapegrad import shipping
 from dask_cases import assert_close, assert_same, blockwise, branchy_sum, mlp_problem, mlp_sum, raises_on_large
 
 
@@ -27,7 +28,7 @@ def client():
 
 
 def _worker_stats(client):
-    return client.run(tgd._stats)
+    return client.run(shipping.stats)
 
 
 def _loaded_per_worker(before, after):
