@@ -109,22 +109,22 @@ class SumOverRows:
             if isinstance(args[k], da.Array):
                 raise TypeError(f"argument {k} (differentiated) is a dask array: parameters "
                                 "must be in memory (numpy); only the data arguments are split")
-        arrays = row_blocked(args, data_pos, self._block_rows, da)
-        payload = self._payload(args, nums, data_pos, arrays, kwargs)
+        chunks, arrays = row_blocked(args, data_pos, self._block_rows, da)
+        payload = self._payload(args, nums, data_pos, chunks, arrays, kwargs)
         statics = tuple(args[k] for k in nums)
-        return _graph(uuid.uuid4().hex[:12], payload, statics, arrays, self._split_every)
+        return _graph(uuid.uuid4().hex[:12], payload, statics, chunks, arrays, self._split_every)
 
-    def _payload(self, args, nums, data_pos, arrays, kwargs):
+    def _payload(self, args, nums, data_pos, chunks, arrays, kwargs):
         """The cached payload of an earlier call with this key if what ``f`` reads is
         unchanged, else a new recording (kept if it may be reused)."""
         specs = tuple(tuple(((n,) + a.shape[1:], a.dtype) for a in arrays)
-                      for n in dict.fromkeys(arrays[0].chunks[0]))
+                      for n in dict.fromkeys(chunks))
         key = shipping.payload_key(args, nums, data_pos, specs, kwargs)
         with self._lock:
             hit = self._payloads.get(key) if key is not None else None
         if hit is not None and hit[1]():
             return hit[0]
-        samples = _sample_blocks(args, data_pos, arrays, *_dask())
+        samples = _sample_blocks(chunks, arrays, _dask()[0])
         payload, check = shipping.record_payload(self._f, self._argnums, args, data_pos,
                                                  samples, kwargs)
         if key is not None and check is not None:
@@ -139,10 +139,10 @@ class SumOverRows:
         return f"<tapegrad.dask.value_and_grad_sum of {shipping.name(self._f)!r}>"
 
 
-def _graph(token, payload, statics, arrays, split_every):
+def _graph(token, payload, statics, chunks, arrays, split_every):
     """The lazy result: one task loading the payload (``tapegrad-tape-<token>``), one key
-    holding the parameters, a task per block reading both and the block's chunks, and the
-    tree of sums.  Written as task specs, not one ``dask.delayed`` call per block, which
+    holding the parameters, a task per block reading both and the block's chunks (a dask
+    array's chunk, or a key holding a view of a numpy array's rows), and the tree of sums.  Written as task specs, not one ``dask.delayed`` call per block, which
     would cost ~0.2 ms of graph building per block."""
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
@@ -150,12 +150,18 @@ def _graph(token, payload, statics, arrays, split_every):
 
     plan, params = f"tapegrad-tape-{token}", f"tapegrad-params-{token}"
     layer = {plan: Task(plan, shipping.load_plan, payload), params: DataNode(params, statics)}
-    parts = []
-    for i in range(len(arrays[0].chunks[0])):
+    parts, stops = [], np.cumsum(chunks)
+    for i, stop in enumerate(stops):
+        refs = []
+        for j, a in enumerate(arrays):
+            if isinstance(a, np.ndarray):
+                key = f"tapegrad-data-{token}-{j}-{i}"
+                layer[key] = DataNode(key, a[stop - chunks[i]:stop])
+                refs.append(TaskRef(key))
+            else:
+                refs.append(TaskRef((a.name, i) + (0,) * (a.ndim - 1)))
         key = f"tapegrad-block-{token}-{i}"
-        chunks = [TaskRef((a.name, i) + (0,) * (a.ndim - 1)) for a in arrays]
-        layer[key] = Task(key, shipping.block_value_and_grad, TaskRef(plan), TaskRef(params),
-                          *chunks)
+        layer[key] = Task(key, shipping.block_value_and_grad, TaskRef(plan), TaskRef(params), *refs)
         parts.append(key)
     level = 0
     while len(parts) > 1:
@@ -166,13 +172,16 @@ def _graph(token, payload, statics, arrays, split_every):
             key = f"tapegrad-sum-{token}-{level}-{j}"
             layer[key] = Task(key, _sum_parts, *map(TaskRef, group))
             parts.append(key)
-    graph = HighLevelGraph.from_collections(f"tapegrad-{token}", layer, dependencies=arrays)
+    graph = HighLevelGraph.from_collections(f"tapegrad-{token}", layer,
+                                            dependencies=[a for a in arrays if not isinstance(a, np.ndarray)])
     return Delayed(parts[0], graph, layer=f"tapegrad-{token}")
 
 
 def row_blocked(args, data_pos, block_rows, da):
-    """The data arguments as dask arrays with the same row chunks and one chunk on every
-    other axis; TypeError or ValueError (naming the argument) for anything else."""
+    """``(row chunks, data arguments)``: numpy arrays as they are (their blocks are views,
+    sliced when the graph is built), dask arrays rechunked to those rows if needed; one
+    chunk on every other axis.  TypeError or ValueError (naming the argument) for anything
+    else."""
     rows, dask_rows = None, None
     for k in data_pos:
         x = args[k]
@@ -210,34 +219,22 @@ def row_blocked(args, data_pos, block_rows, da):
         if isinstance(x, da.Array):
             out.append(x if x.chunks[0] == chunks else x.rechunk({0: chunks}))
         else:
-            x = np.asarray(x)
-            out.append(da.from_array(x, chunks=(chunks,) + x.shape[1:]))
-    return out
+            out.append(np.asarray(x))
+    return chunks, out
 
 
-def _sample_blocks(args, data_pos, arrays, dask, da):
-    """{block shapes: the first block with those shapes}: numpy rows sliced here, dask
-    blocks computed (one compute for all of them)."""
-    row_chunks = arrays[0].chunks[0]
-    starts = np.cumsum((0,) + row_chunks)
-    firsts = {}
-    for i, n in enumerate(row_chunks):
+def _sample_blocks(chunks, arrays, dask):
+    """The first block of each distinct number of rows, as numpy: numpy rows sliced here,
+    dask blocks computed (one compute for all of them)."""
+    stops, firsts = np.cumsum(chunks), {}
+    for i, n in enumerate(chunks):
         firsts.setdefault(n, i)
-    pending, samples = [], {}
-    for n, i in firsts.items():
-        block = []
-        for k, a in zip(data_pos, arrays):
-            if not isinstance(args[k], da.Array):
-                block.append(np.asarray(args[k])[starts[i]:starts[i + 1]])
-            else:
-                block.append(None)
-                pending.append((n, len(block) - 1, a.blocks[i]))
-        samples[n] = block
-    if pending:
-        computed = dask.compute(*(p[2] for p in pending))
-        for (n, j, _), value in zip(pending, computed):
-            samples[n][j] = np.asarray(value)
-    return [tuple(b) for b in samples.values()]
+    blocks = [[a[stops[i] - n:stops[i]] if isinstance(a, np.ndarray) else a.blocks[i] for a in arrays]
+              for n, i in firsts.items()]
+    lazy = [(b, j) for b in blocks for j, x in enumerate(b) if not isinstance(x, np.ndarray)]
+    for (b, j), value in zip(lazy, dask.compute(*(b[j] for b, j in lazy))):
+        b[j] = np.asarray(value)
+    return [tuple(b) for b in blocks]
 
 
 def _sum_parts(*parts):
