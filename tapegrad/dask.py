@@ -142,8 +142,9 @@ class SumOverRows:
 def _graph(token, payload, statics, chunks, arrays, split_every):
     """The lazy result: one task loading the payload (``tapegrad-tape-<token>``), one key
     holding the parameters, a task per block reading both and the block's chunks (a dask
-    array's chunk, or a key holding a view of a numpy array's rows), and the tree of sums.  Written as task specs, not one ``dask.delayed`` call per block, which
-    would cost ~0.2 ms of graph building per block."""
+    array's chunk, or a key holding a view of a numpy array's rows), and the tree of sums.
+    Written as task specs, not one ``dask.delayed`` call per block, which would cost
+    ~0.2 ms of graph building per block."""
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
     from dask.task_spec import DataNode, Task, TaskRef
@@ -172,8 +173,8 @@ def _graph(token, payload, statics, chunks, arrays, split_every):
             key = f"tapegrad-sum-{token}-{level}-{j}"
             layer[key] = Task(key, _sum_parts, *map(TaskRef, group))
             parts.append(key)
-    graph = HighLevelGraph.from_collections(f"tapegrad-{token}", layer,
-                                            dependencies=[a for a in arrays if not isinstance(a, np.ndarray)])
+    lazy = [a for a in arrays if not isinstance(a, np.ndarray)]
+    graph = HighLevelGraph.from_collections(f"tapegrad-{token}", layer, dependencies=lazy)
     return Delayed(parts[0], graph, layer=f"tapegrad-{token}")
 
 
@@ -195,6 +196,9 @@ def row_blocked(args, data_pos, block_rows, da):
             raise TypeError(f"argument {k} has dtype {x.dtype}: data arguments must be float "
                             "arrays (they are traced; other values would be baked into the "
                             "tape of the first block)")
+        if isinstance(x, da.Array) and np.isnan(x.shape[0]):
+            raise ValueError(f"argument {k} has unknown chunk sizes {x.chunks[0]}: call "
+                             "x.compute_chunk_sizes() first")
         if rows is not None and x.shape[0] != rows:
             raise ValueError(f"the data arguments have different numbers of rows: "
                              f"{', '.join(f'argument {j}: {np.shape(args[j])[0]}' for j in data_pos)}")

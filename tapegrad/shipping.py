@@ -43,7 +43,7 @@ from tapegrad.tape import Tape
 
 STATS = collections.Counter()  # this process: plans loaded (by digest), blocks replayed / recorded
 _PLANS = collections.OrderedDict()  # digest -> Plan, the last few loaded in this process
-_KEEP_PLANS = 8
+_KEEP_PLANS = 4  # each holds its tapes, and each worker thread a copy of their arenas
 _LOCK = threading.Lock()
 
 

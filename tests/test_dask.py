@@ -106,6 +106,14 @@ def test_dask_array_data(rng):
                 blockwise(mlp_sum, params, (X, Y), 128))
 
 
+def test_dask_array_with_unknown_chunk_sizes_is_refused(rng):
+    params, X, Y = mlp_problem(rng, n=100)
+    Xd = da.from_array(X, chunks=(50, 8))
+    Xd = Xd[Xd[:, 0] > -10]  # boolean indexing: row counts unknown until computed
+    with pytest.raises(ValueError, match=r"argument 1 has unknown chunk sizes \(nan, nan\)"):
+        tgd.value_and_grad_sum(mlp_sum)(params, Xd, Y)
+
+
 def test_dask_array_chunked_along_columns_is_refused(rng):
     params, X, Y = mlp_problem(rng, n=100)
     Xd = da.from_array(X, chunks=(50, 4))
