@@ -50,9 +50,9 @@ def problem(rows, seed=0):
     return params, X, Y
 
 
-def in_memory(params, X, Y, block_rows):
-    """The baseline: value_and_grad of each block in this process, summed."""
-    vg = tg.value_and_grad(mlp_sum)
+def in_memory(vg, params, X, Y, block_rows):
+    """The baseline: ``vg`` (one ``tg.value_and_grad(mlp_sum)``, kept across calls as a
+    training loop keeps it, so its tapes are recorded once) of each block, summed."""
     total, grads = 0.0, None
     for s in range(0, X.shape[0], block_rows):
         v, g = vg(params, X[s:s + block_rows], Y[s:s + block_rows])
@@ -78,6 +78,17 @@ def trivial_tasks(n):
     return dask.compute(dask.delayed(sum)(parts))
 
 
+def busy_per_block(client, call):
+    """The median time a worker spent computing one block task (Dask's task stream), so
+    the per-core work on the workers, whatever else the machine runs meanwhile."""
+    from distributed import get_task_stream
+    with get_task_stream(client) as stream:
+        call()
+    spans = [sum(s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute")
+             for task in stream.data if str(task["key"]).startswith("tapegrad-block-")]
+    return statistics.median(spans)
+
+
 def cluster(n_workers):
     from distributed import Client, LocalCluster
     c = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
@@ -96,8 +107,9 @@ def measure(rows, block_rows, repeat):
     small_rows, small_blocks = 64, 400
     sp, sX, sY = problem(small_rows * small_blocks, seed=1)
     small = value_and_grad_sum(mlp_sum, block_rows=small_rows)
-    t = {"in memory": median_time(lambda: in_memory(params, X, Y, block_rows), repeat)}
-    t["small in memory"] = median_time(lambda: in_memory(sp, sX, sY, small_rows), repeat)
+    vg = tg.value_and_grad(mlp_sum)
+    t = {"in memory": median_time(lambda: in_memory(vg, params, X, Y, block_rows), repeat)}
+    t["small in memory"] = median_time(lambda: in_memory(vg, sp, sX, sY, small_rows), repeat)
     with dask.config.set(scheduler="threads", num_workers=2):
         t["threads (2)"] = median_time(lambda: vgs(params, X, Y), repeat)
         t["small threads (2)"] = median_time(lambda: small(sp, sX, sY), repeat)
@@ -109,6 +121,7 @@ def measure(rows, block_rows, repeat):
             wait([Xd, Yd])
             t[f"cluster {n}, data on workers"] = median_time(lambda: vgs(params, Xd, Yd), repeat)
             if n == 2:
+                t["busy per block on workers"] = busy_per_block(client, lambda: vgs(params, Xd, Yd))
                 t["cluster 2, numpy data sent per call"] = median_time(lambda: vgs(params, X, Y), repeat)
                 t["small cluster 2"] = median_time(lambda: small(sp, sX, sY), repeat)
                 t["small trivial cluster 2"] = median_time(lambda: trivial_tasks(small_blocks), repeat)
@@ -122,8 +135,12 @@ def report(rows, block_rows, t):
           f"{blocks} blocks of {block_rows} rows (median of repeats)")
     print(f"{'run':40s} {'time':>9s} {'vs in memory':>13s} {'rows/s':>12s}")
     for name, s in t.items():
-        if not name.startswith("small"):
+        if not name.startswith(("small", "busy")):
             print(f"{name:40s} {s * 1e3:7.0f} ms {base / s:12.2f}x {rows / s:12.3g}")
+    per_block = base / blocks
+    print(f"a block's compute on a worker (task stream, median): "
+          f"{t['busy per block on workers'] * 1e3:.1f} ms, in memory {per_block * 1e3:.1f} ms "
+          f"({per_block / t['busy per block on workers']:.2f}x)")
     print(f"scaling from 1 to 2 workers (data on workers): "
           f"{t['cluster 1, data on workers'] / t['cluster 2, data on workers']:.2f}x")
     print("per block of 64 rows (400 blocks; wall time / blocks):")
@@ -142,6 +159,7 @@ class ValueAndGradSum:
         import dask
         from tapegrad.dask import value_and_grad_sum
         self.params, self.X, self.Y = problem(self.rows)
+        self.vg = tg.value_and_grad(mlp_sum)
         self.vgs = value_and_grad_sum(mlp_sum, block_rows=self.block_rows)
         self.config = dask.config.set(scheduler="threads")
         self.config.__enter__()
@@ -150,7 +168,7 @@ class ValueAndGradSum:
         self.config.__exit__(None, None, None)
 
     def time_in_memory_blocks(self):
-        in_memory(self.params, self.X, self.Y, self.block_rows)
+        in_memory(self.vg, self.params, self.X, self.Y, self.block_rows)
 
     def time_threaded_scheduler(self):
         self.vgs(self.params, self.X, self.Y)
