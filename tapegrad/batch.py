@@ -155,8 +155,10 @@ class _Batched:
         baked = [i for i, (b, spec) in enumerate(zip(points.batched, tape.specs))
                  if b and spec[0] != "f"]
         if baked or tape.value_dependent or not self._vg._cached(tape):
-            self._warn_once("pointwise", self._pointwise_reason(tape, baked))
-            for i in range(points.n):
+            if self._vg._cache:  # with cache=False the user asked for a recording per call
+                self._warn_once("pointwise", self._pointwise_reason(tape, baked))
+            self._store(values, grads, 0, value, grad)
+            for i in range(1, points.n):
                 self._store(values, grads, i, *self._vg(*points.at(i), **kwargs))
         else:
             self._run_rounds(tape, points, kwargs, values, out, grads, traced_batched)
