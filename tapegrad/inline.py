@@ -35,7 +35,7 @@ from tapegrad.emit.shape import getitem, reshape
 from tapegrad.program import replayed
 from tapegrad.recorder import ALIAS, CONST
 from tapegrad.tracer import Traced
-from tapegrad.vjps import Attrs, adjoints
+from tapegrad.vjps import Attrs, adjoints, components
 
 
 def _int_ends(tape):
@@ -122,17 +122,21 @@ class Inlined:
             out = int(tape.out[i])
             if out < 0:
                 continue
-            g = self._total(out, sums.pop(out, None))
+            name, (ints, floats) = J.NAMES[tape.op[i]], self.attrs(i)
+            comps = components(name, ints)
+            if comps is None:
+                g = self._total(out, sums.pop(out, None))
+            else:
+                g = self._split(sums.pop(out, None), comps)
             if g is None:
                 continue
             operands = tape.operands(i)
             wanted = [t for t, k in enumerate(operands) if tape.need[k]]
             if not wanted:
                 continue
-            ints, floats = self.attrs(i)
             e = Attrs(ints, *(floats + (0.0, 0.0))[:2])
             values = tuple(self.get(k) for k in operands)
-            for t, d in adjoints(J.NAMES[tape.op[i]], g, self.vals[out], values, e, wanted).items():
+            for t, d in adjoints(name, g, self.vals[out], values, e, wanted).items():
                 if d is not None:
                     add(operands[t], d)
         diff = [node for node, plan in zip(tape.inputs, self._traced_args()) if plan in tape.argnums]
@@ -144,10 +148,24 @@ class Inlined:
     def _total(self, owner, pieces):
         """The adjoint of ``owner``'s storage, shaped like it: the sum of the whole-node
         pieces plus the windows' pieces placed at their offsets (None if there are none)."""
+        return self._assemble(pieces, int(self.tape.size[owner]), self.tape.shape(owner))
+
+    def _split(self, pieces, comps):
+        """A packed node's adjoint as one adjoint per component (None for a component no
+        window of which was used), ``comps`` its ``[(start, size, shape)]``: the user's
+        windows never straddle two components, so nothing is assembled across them."""
+        pieces = [(s, p) for s, p in pieces or () if p.size]
+        out, used = [], 0
+        for start, size, shape in comps:
+            mine = [(s - start, p) for s, p in pieces if start <= s and s + p.size <= start + size]
+            used += len(mine)
+            out.append(self._assemble(mine, size, shape))
+        assert used == len(pieces), "an adjoint reached the scratch of a packed node"
+        return out if used else None
+
+    def _assemble(self, pieces, size, shape):
         if not pieces:
             return None
-        tape = self.tape
-        size, shape = int(tape.size[owner]), tape.shape(owner)
         whole = [reshape(p, shape) if p.shape != shape else p
                  for start, p in pieces if start == 0 and p.size == size]
         parts = [(start, reshape(p, -1)) for start, p in pieces if not (start == 0 and p.size == size)]
