@@ -32,6 +32,7 @@ import numpy as np
 import tapegrad.jit as J
 from tapegrad.emit.arrays import concatenate, const
 from tapegrad.emit.shape import getitem, reshape
+from tapegrad.emit.vjp_elementwise import LINEAR, Lin, materialise
 from tapegrad.program import replayed
 from tapegrad.recorder import ALIAS, CONST
 from tapegrad.tracer import Traced
@@ -116,7 +117,9 @@ class Inlined:
             sums.setdefault(owner, []).append((int(tape.offset[node] - tape.offset[owner]), value))
 
         if not isinstance(seed, Traced):
-            seed = const(self.rec, np.broadcast_to(np.asarray(seed, np.float64), tape.shape(tape.output)))
+            seed = np.asarray(seed, np.float64)
+            shape = tape.shape(tape.output)
+            seed = Lin(seed, None, shape) if seed.ndim == 0 else const(self.rec, np.broadcast_to(seed, shape))
         add(tape.output, seed)
         for i in self.kept[::-1]:
             out = int(tape.out[i])
@@ -136,11 +139,22 @@ class Inlined:
                 continue
             e = Attrs(ints, *(floats + (0.0, 0.0))[:2])
             values = tuple(self.get(k) for k in operands)
-            for t, d in adjoints(name, g, self.vals[out], values, e, wanted).items():
+            for t, d in self._adjoints(name, g, self.vals[out], values, e, wanted).items():
                 if d is not None:
                     add(operands[t], d)
         diff = [node for node, plan in zip(tape.inputs, self._traced_args()) if plan in tape.argnums]
-        return [self._total(int(node), sums.pop(int(node), None)) for node in diff]
+        return [materialise(self.rec, self._total(int(node), sums.pop(int(node), None))) for node in diff]
+
+    def _adjoints(self, name, g, y, values, e, wanted):
+        """``{position: adjoint}`` of one entry's wanted operands: by the folding rule
+        (``LINEAR``) while ``g`` is still a known multiple, else by the op's rule."""
+        if isinstance(g, Lin):
+            fold = LINEAR.get(name)
+            found = fold(g, y, *values, e) if fold is not None else None
+            if found is not None:
+                return {t: found[t]() if callable(found[t]) else found[t] for t in wanted}
+            g = materialise(self.rec, g)
+        return adjoints(name, g, y, values, e, wanted)
 
     def _traced_args(self):
         return [arg for arg, spec in zip(self.tape.leaf_arg, self.tape.specs) if spec[0] == "f"]
@@ -159,13 +173,25 @@ class Inlined:
         for start, size, shape in comps:
             mine = [(s - start, p) for s, p in pieces if start <= s and s + p.size <= start + size]
             used += len(mine)
-            out.append(self._assemble(mine, size, shape))
+            out.append(materialise(self.rec, self._assemble(mine, size, shape)))
         assert used == len(pieces), "an adjoint reached the scratch of a packed node"
         return out if used else None
 
     def _assemble(self, pieces, size, shape):
+        """The sum of ``pieces`` ((start, adjoint) with start relative to a storage of
+        ``size`` floats) shaped ``shape``: a :class:`Lin` while it is one piece or all are
+        multiples of one value, else traced.  Pieces on the same window are added first, so
+        the windows' placement (a CONCAT) sees one piece per window."""
         if not pieces:
             return None
+        if all(isinstance(p, Lin) and start == 0 and p.size == size for start, p in pieces):
+            if len({id(p.src) for _, p in pieces}) == 1:
+                return Lin(sum(p.p for _, p in pieces), pieces[0][1].src, shape)
+        windows = {}
+        for start, p in pieces:
+            windows.setdefault((start, p.size), []).append(p)
+        pieces = [(start, _sum([_as(materialise(self.rec, p), group[0].shape) for p in group]))
+                  for (start, _), group in windows.items()]
         whole = [reshape(p, shape) if p.shape != shape else p
                  for start, p in pieces if start == 0 and p.size == size]
         parts = [(start, reshape(p, -1)) for start, p in pieces if not (start == 0 and p.size == size)]
@@ -174,6 +200,10 @@ class Inlined:
             placed = reshape(_place(self.rec, parts, size), shape)
             total = placed if total is None else total + placed
         return total
+
+
+def _as(value, shape):
+    return value if value.shape == shape else reshape(value, shape)
 
 
 def _sum(values):
