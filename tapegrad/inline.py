@@ -30,6 +30,7 @@ Invariants
 import numpy as np
 
 import tapegrad.jit as J
+import tapegrad.numpy as tnp
 from tapegrad.emit.arrays import concatenate, const
 from tapegrad.emit.shape import getitem, reshape
 from tapegrad.emit.vjp_elementwise import LINEAR, Lin, materialise
@@ -106,9 +107,12 @@ class Inlined:
         value = np.array(tape.recorded_value(out), dtype=np.float64, order="C")
         self.vals[out] = Traced(rec, rec.entry(int(tape.op[i]), args, value, ints, floats), value)
 
-    def backward(self, seed):
+    def backward(self, seed, along=None):
         """One symbolic backward sweep seeded with ``seed`` (a traced or plain value of the
-        output's shape): the adjoint of each differentiated input (None: zero)."""
+        output's shape): the adjoint of each differentiated input (None: zero).  With
+        ``along`` (one traced value per differentiated input, shaped like it), the scalar
+        sum of <adjoint, along> instead, contracted piece by piece (each window's pieces
+        with the matching window of ``along``), so the adjoints are never assembled."""
         tape = self.tape
         sums = {}  # owner node -> [(start in its storage, traced adjoint piece)]
 
@@ -143,6 +147,9 @@ class Inlined:
                 if d is not None:
                     add(operands[t], d)
         diff = [node for node, plan in zip(tape.inputs, self._traced_args()) if plan in tape.argnums]
+        if along is not None:
+            return _sum([_dot(p, getitem(reshape(v, -1), slice(start, start + p.size)))
+                         for node, v in zip(diff, along) for start, p in sums.pop(int(node), ())])
         return [materialise(self.rec, self._total(int(node), sums.pop(int(node), None))) for node in diff]
 
     def _adjoints(self, name, g, y, values, e, wanted):
@@ -200,6 +207,14 @@ class Inlined:
             placed = reshape(_place(self.rec, parts, size), shape)
             total = placed if total is None else total + placed
         return total
+
+
+def _dot(piece, v):
+    """<piece, v> for a flat traced ``v`` of the piece's size: one MATMUL (BLAS's dot)."""
+    if isinstance(piece, Lin):
+        inner = tnp.sum(v) if piece.src is None else _dot(piece.src, v)
+        return inner if piece.p == 1.0 else piece.p * inner
+    return reshape(reshape(piece, (1, -1)) @ reshape(v, (-1, 1)), ())
 
 
 def _as(value, shape):
