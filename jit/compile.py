@@ -194,6 +194,16 @@ def kernel(fn=None, allocates=False):
     return dispatcher
 
 
-def rule(fn):
-    """Compile a derivative rule or kernel helper; called only from kernels, never allocates."""
-    return numba.njit(**NO_ALLOC)(fn)
+def rule(fn=None, inline=False):
+    """Compile a derivative rule or kernel helper; called only from kernels, never allocates.
+
+    ``inline=True`` has LLVM inline it wherever it is called (numba's ``forceinline``): a
+    rule too big for LLVM's inliner stays a call, and an elementwise loop with a call in it
+    does not vectorise.  A function compiled already is returned as it is, so a row can
+    take a rule compiled with ``inline=True``.
+    """
+    if fn is None:
+        return functools.partial(rule, inline=inline)
+    if isinstance(fn, numba.core.dispatcher.Dispatcher):
+        return fn
+    return numba.njit(**(dict(NO_ALLOC, forceinline=True) if inline else NO_ALLOC))(fn)

@@ -27,7 +27,7 @@ import math
 from . import checks as C
 from .compile import rule
 from .oprow import ADD, SET, Op
-from .vmath import vexp, vsigmoid
+from .vmath import vcos, vexp, vsigmoid, vsin
 
 
 # --- the loops around the scalar rules -----------------------------------------------------
@@ -230,8 +230,10 @@ ROWS = (
                                                           lambda g, a, y, p, q: g / a,              "natural logarithm", numpy="log"),
     map_row("SQRT",    lambda a, p, q: math.sqrt(a) if a >= 0.0 else math.nan,
                                                           lambda g, a, y, p, q: 0.5 * g / y,        "square root", numpy="sqrt"),
-    map_row("SIN",     lambda a, p, q: math.sin(a),       lambda g, a, y, p, q: g * math.cos(a),    "sine", numpy="sin"),
-    map_row("COS",     lambda a, p, q: math.cos(a),       lambda g, a, y, p, q: -g * math.sin(a),   "cosine", numpy="cos"),
+    map_row("SIN",     rule(lambda a, p, q: vsin(a), inline=True), rule(lambda g, a, y, p, q: g * vcos(a), inline=True),
+            "sine", numpy="sin"),
+    map_row("COS",     rule(lambda a, p, q: vcos(a), inline=True), rule(lambda g, a, y, p, q: -g * vsin(a), inline=True),
+            "cosine", numpy="cos"),
     map_row("TANH",    lambda a, p, q: math.tanh(a),      lambda g, a, y, p, q: g * (1.0 - y * y),  "hyperbolic tangent", numpy="tanh"),
     map_row("LOG1P",   lambda a, p, q: math.log1p(a) if a >= -1.0 else math.nan,
                                                           lambda g, a, y, p, q: g / (1.0 + a),      "log(1 + a), accurate for small a", numpy="log1p"),

@@ -22,6 +22,7 @@ import numpy as np
 
 from .compile import rule
 from .ops_elementwise import map_row
+from .vmath import vcos, vsin
 
 LN2, LN10, RAD = math.log(2.0), math.log(10.0), math.pi / 180.0
 
@@ -54,18 +55,20 @@ def _clip(a, p, q):
     return q if m > q else m  # as numpy's minimum(maximum(a, lo), hi): hi wins if lo > hi
 
 
+@rule(inline=True)  # vsin and vcos keep the loops vectorisable, if inlined (see vmath)
 def _sinc(a, p, q):
     if a == 0.0:
         return 1.0
     t = math.pi * a
-    return math.sin(t) / t
+    return vsin(t) / t
 
 
+@rule(inline=True)
 def _sinc_vjp(g, a, y, p, q):
     if abs(a) < 1e-4:  # (cos(pi a) - sinc(a)) / a cancels: its Taylor series instead
         t = math.pi * math.pi * a
         return g * t * (a * a * math.pi * math.pi / 30.0 - 1.0 / 3.0)
-    return g * (math.cos(math.pi * a) - y) / a
+    return g * (vcos(math.pi * a) - y) / a
 
 
 def _arccosh(a, p, q):
