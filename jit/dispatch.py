@@ -171,12 +171,13 @@ def forward_sweep(prog, attrs, ints, vals, ext, check):
     """
     e = 0
     while e < prog.shape[0]:
-        if prog[e, 7] < 0 and (-prog[e, 7]) & LENGTH:
+        o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
+        # (one-element rows, all of scalar code, are never in a segment: one test for them)
+        if n > 1 and prog[e, 7] < 0 and (-prog[e, 7]) & LENGTH:
             stop = min(e + ((-prog[e, 7]) & LENGTH), prog.shape[0])  # a slice may cut it
             forward_segment(prog, attrs, ints, vals, e, stop, 1 << ((-prog[e, 7]) >> CHUNK_SHIFT))
             e = stop
             continue
-        o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
         pe, qe = attrs[e, 0], attrs[e, 1]
         if o == T.AFFINE:         map_fwd(F.AFFINE, vals, oo, oa, n, pe, qe)
         elif o == T.POWC:         map_fwd(F.POWC, vals, oo, oa, n, pe, qe)
@@ -287,7 +288,7 @@ def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
     e = prog.shape[0]
     while e > 0:
         e -= 1
-        if prog[e, 7] < 0 and ((-prog[e, 7]) >> LENGTH_BITS) & LENGTH:
+        if prog[e, 4] > 1 and prog[e, 7] < 0 and ((-prog[e, 7]) >> LENGTH_BITS) & LENGTH:
             start = max(e + 1 - (((-prog[e, 7]) >> LENGTH_BITS) & LENGTH), 0)
             backward_segment(prog, attrs, ints, vals, adj, start, e + 1, 1 << ((-prog[e, 7]) >> CHUNK_SHIFT))
             e = start

@@ -343,3 +343,18 @@ def mark_segments(prog, ints, storage_out, storage_a, storage_b, excluded):
     if np.any(prog[marked, 7] != 0):
         raise AssertionError("tapegrad.program: a segment row has by-reference slots")
     prog[marked, 7] = -(marks[marked] | chunk_log2 << CHUNK_SHIFT)
+
+
+def segment_table(prog):
+    """(forward, backward, chunks) read back from a program's marks: the [(start, stop)]
+    row ranges of its forward and backward segments and the set of chunk sizes."""
+    forward, backward, chunks = [], [], set()
+    length = (1 << LENGTH_BITS) - 1
+    for r in np.flatnonzero(prog[:, 7] < 0).tolist():
+        mark = int(-prog[r, 7])
+        if mark & length:
+            forward.append((r, r + (mark & length)))
+        if (mark >> LENGTH_BITS) & length:
+            backward.append((r + 1 - ((mark >> LENGTH_BITS) & length), r + 1))
+        chunks.add(1 << (mark >> CHUNK_SHIFT))
+    return forward, backward, chunks

@@ -21,7 +21,6 @@ import tapegrad.numpy as tnp
 from tapegrad import program as P
 from tapegrad.bench import models as M
 from tapegrad.bench import workloads as W
-from tapegrad.jit.ops_elementwise import CHUNK_SHIFT, LENGTH, LENGTH_BITS
 from random_programs import LAYOUTS, Builder, in_layout, run
 
 
@@ -36,16 +35,7 @@ def blocking(min_size, chunk_log2):
 
 
 def segments_of(tape):
-    """([(start, stop)] forward, [(start, stop)] backward, {chunk}) read back from the marks."""
-    fwd, bwd, chunks = [], [], set()
-    for r in np.flatnonzero(tape._prog[:, 7] < 0):
-        mark = int(-tape._prog[r, 7])
-        if mark & LENGTH:
-            fwd.append((int(r), int(r) + (mark & LENGTH)))
-        if (mark >> LENGTH_BITS) & LENGTH:
-            bwd.append((int(r) + 1 - ((mark >> LENGTH_BITS) & LENGTH), int(r) + 1))
-        chunks.add(1 << (mark >> CHUNK_SHIFT))
-    return fwd, bwd, chunks
+    return P.segment_table(tape._prog)
 
 
 @contextlib.contextmanager
