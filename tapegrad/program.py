@@ -313,13 +313,14 @@ def segments(prog, candidate, accesses, backward):
 def mark_segments(prog, ints, storage_out, storage_a, storage_b, excluded):
     """Find the forward and backward segments of a program and mark them in its last
     column (module docstring).  Candidates: map and zip rows of at least
-    ``BLOCKING["min_size"]`` elements whose zip operands are flat (read at the output's
-    index, or one number that, in the backward sweep, gets no adjoint)."""
+    ``BLOCKING["min_size"]`` elements (and at least 2) whose zip operands are flat (read at
+    the output's index, or one number that, in the backward sweep, gets no adjoint)."""
     min_size, chunk_log2 = BLOCKING["min_size"], BLOCKING["chunk_log2"]
     if not min_size or not len(prog):
         return
     family = np.array([row.family for row in J.OPS])[prog[:, 0]]
-    big = (prog[:, 4] >= min_size) & ~excluded
+    # (the sweeps test the mark of rows of more than one element only: scalar code pays nothing)
+    big = (prog[:, 4] >= max(min_size, 2)) & ~excluded
     stride_a, stride_b = np.ones(len(prog), np.int64), np.ones(len(prog), np.int64)
     zips = np.flatnonzero(big & (family == "zip"))
     stride_a[zips], stride_b[zips] = _flat_operands(prog, ints, zips)
