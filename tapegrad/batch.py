@@ -116,7 +116,7 @@ class _Points:
                     if not -leaf.ndim <= axis < leaf.ndim:
                         raise ValueError(f"in_axes {axis} is out of range for argument {k}, an "
                                          f"array of shape {leaf.shape}")
-                    leaf = np.moveaxis(leaf, axis, 0)
+                    leaf = np.moveaxis(leaf, axis, 0) if axis % leaf.ndim else leaf
                     if n is None:
                         n, first = leaf.shape[0], k
                     elif leaf.shape[0] != n:

@@ -283,12 +283,14 @@ def batch_over_blocks(batched, args, in_axes, kwargs):
     if reason is not None:
         batched._warn_once("pointwise", reason + "; on the Dask workers too")
     specs = [((), np.dtype(np.float64))] + [(plan[4], plan[5]) for plan in tape._grad_plan]
+    wanted = list(range(0 if batched._with_value else 1, len(specs)))  # values, gradient leaves
     call = (points.trees, points.batched, points.leaf_arg,
-            [None if b else leaf for leaf, b in zip(leaves, points.batched)], specs)
+            [None if b else leaf for leaf, b in zip(leaves, points.batched)], specs,
+            wanted[0] if len(wanted) == 1 else None)
     token = uuid.uuid4().hex[:12]
-    outs = _batch_graph(token, _batch_payload(batched, tape, reason, kwargs), call, chunks,
-                        leaves, da)
-    result = tape._assemble(outs[1:])
+    outs = _batch_graph(token, _batch_payload(batched, tape, reason, kwargs), call, wanted,
+                        chunks, leaves, da)
+    result = tape._assemble([outs[k] for k in range(1, len(specs))])
     return (outs[0], result) if batched._with_value else result
 
 
@@ -331,31 +333,38 @@ def _batch_payload(batched, tape, reason, kwargs):
     return kept[1]
 
 
-def _batch_graph(token, payload, call, chunks, leaves, da):
-    """The output arrays (values first, then each gradient leaf): a layer holding the
-    payload task, the call's shared data and a task per block (``_batch_block``), and one
-    layer per output taking its part of each block's result."""
+def _batch_graph(token, payload, call, wanted, chunks, leaves, da):
+    """``{k: output array}`` for the outputs ``wanted`` (0: the values, k: gradient leaf
+    k - 1): a layer holding the payload task, the call's shared data and a task per block
+    (``_batch_block``), and one layer per output taking its part of each block's result
+    (or, for a single output, its blocks' results themselves: one task per block)."""
     from dask.highlevelgraph import HighLevelGraph
     from dask.task_spec import DataNode, Task, TaskRef
 
     plan, data, common = f"tapegrad-tape-{token}", f"tapegrad-call-{token}", f"tapegrad-{token}"
     layer = {plan: Task(plan, shipping.load_plan, payload), data: DataNode(data, call)}
-    stops, blocks = np.cumsum(chunks), []
-    for i, stop in enumerate(stops):
+    specs, pick = call[4], call[5]
+    names = {k: f"tapegrad-out{k}-{token}" for k in wanted}
+    parts = {k: {} for k in wanted}
+    for i, stop in enumerate(np.cumsum(chunks)):
         refs = [_chunk_ref(layer, token, j, a, i, stop - chunks[i], stop)
                 for j, (a, b) in enumerate(zip(leaves, call[1])) if b]
-        blocks.append(f"tapegrad-batch-{token}-{i}")
-        layer[blocks[-1]] = Task(blocks[-1], _batch_block, TaskRef(plan), TaskRef(data), *refs)
+        out = {k: (names[k], i) + (0,) * len(specs[k][0]) for k in wanted}
+        block = out[pick] if pick is not None else f"tapegrad-batch-{token}-{i}"
+        (parts[pick] if pick is not None else layer)[block] = Task(
+            block, _batch_block, TaskRef(plan), TaskRef(data), *refs)
+        if pick is None:
+            for k in wanted:
+                parts[k][out[k]] = Task(out[k], operator.getitem, TaskRef(block), k)
     base = HighLevelGraph.from_collections(common, layer, dependencies=[
         a for a in leaves if isinstance(a, da.Array)])
-    outs = []
-    for k, (shape, dtype) in enumerate(call[4]):
-        name, tail = f"tapegrad-out{k}-{token}", (0,) * len(shape)
-        part = {(name, i) + tail: Task((name, i) + tail, operator.getitem, TaskRef(key), k)
-                for i, key in enumerate(blocks)}
-        graph = HighLevelGraph({**base.layers, name: part}, {**base.dependencies, name: {common}})
-        outs.append(da.Array(graph, name, (chunks,) + tuple((n,) for n in shape), dtype=dtype,
-                             meta=np.empty((0,) * (1 + len(shape)), dtype)))
+    outs = {}
+    for k in wanted:
+        shape, dtype = specs[k]
+        graph = HighLevelGraph({**base.layers, names[k]: parts[k]},
+                               {**base.dependencies, names[k]: {common}})
+        outs[k] = da.Array(graph, names[k], (chunks,) + tuple((n,) for n in shape), dtype=dtype,
+                           meta=np.empty((0,) * (1 + len(shape)), dtype))
     return outs
 
 
@@ -372,14 +381,17 @@ def _chunk_ref(layer, token, j, a, i, start, stop):
 
 def _batch_block(plan, call, *blocks):
     """The task run for each block of the batch path: ``(values, gradient leaves...)`` at
-    the block's points, from the shipped tape (:meth:`tapegrad.batch._Batched.evaluate`)."""
-    trees, batched, leaf_arg, shared, specs = call
+    the block's points, from the shipped tape (:meth:`tapegrad.batch._Batched.evaluate`);
+    only output ``pick`` of them if the call says so."""
+    trees, batched, leaf_arg, shared, specs, pick = call
     it = iter(blocks)
     leaves = [np.asarray(next(it)) if b else leaf for leaf, b in zip(shared, batched)]
     n = len(leaves[batched.index(True)])
     if n == 0:
-        return tuple(np.empty((0,) + shape, dtype) for shape, dtype in specs)
-    points = batch._Points.of(trees, leaves, batched, leaf_arg, n)
-    values, grads = plan.batched().evaluate(plan.tapes.get(()), points, plan.kwargs, threads=1)
-    shipping.STATS["batch blocks"] += 1
-    return (values, *grads)
+        out = tuple(np.empty((0,) + shape, dtype) for shape, dtype in specs)
+    else:
+        points = batch._Points.of(trees, leaves, batched, leaf_arg, n)
+        values, grads = plan.batched().evaluate(plan.tapes.get(()), points, plan.kwargs, threads=1)
+        shipping.STATS["batch blocks"] += 1
+        out = (values, *grads)
+    return out if pick is None else out[pick]
