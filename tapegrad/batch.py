@@ -22,6 +22,9 @@ Invariants
   else ``NUMBA_NUM_THREADS``; the work is split into contiguous ranges, one plain Python
   thread each (the kernels release the GIL), each with its own buffers.  tapegrad never
   starts numba's threading layer (OpenMP would make ``fork()`` unsafe).
+* Dask arrays among the arguments hand the call to ``tapegrad.dask.batch_over_blocks``
+  (imported then, never by ``import tapegrad``): lazy dask results, each block evaluated
+  on a worker by :meth:`_Batched.evaluate` from the tape recorded here at the first point.
 """
 import concurrent.futures
 import os

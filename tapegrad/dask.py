@@ -25,6 +25,12 @@ with it are :mod:`tapegrad.shipping`):
   recorded there, so a block never returns another branch's gradient.
 * ``import tapegrad`` does not import this module, and this module imports dask only when
   it is called.
+
+``tg.batch_grad`` / ``tg.batch_value_and_grad`` called with dask arrays come here too
+(:func:`batch_over_blocks`): the same payload, holding the tape recorded at the first
+point, one graph key that every block task depends on; each block is evaluated batched
+from it on its worker and gives that block of the lazy dask results, which equal the
+in-memory call bit for bit.
 """
 import collections
 import operator
@@ -307,9 +313,10 @@ def _refuse_unknown_sizes(args, da):
 def _batch_chunks(points, da):
     """``(batch chunks, leaves)``: the batched dask leaves rechunked to the first one's
     chunks along the batch axis (first, as ``_Points`` moved it) and to one chunk along
-    the others; numpy leaves as they are."""
+    the others; numpy leaves as they are (cut at those chunks, or one block if no batched
+    leaf is a dask array)."""
     lazy = [leaf for leaf, b in zip(points.leaves, points.batched) if b and isinstance(leaf, da.Array)]
-    chunks = lazy[0].chunks[0]
+    chunks = lazy[0].chunks[0] if lazy else (points.n,)  # only shared ones lazy: one block
     leaves = []
     for leaf, b in zip(points.leaves, points.batched):
         if b and isinstance(leaf, da.Array):

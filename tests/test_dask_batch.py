@@ -96,6 +96,9 @@ def test_shared_dask_arrays_are_computed_on_the_client(rng):
     got = batched(da.from_array(W, chunks=(1, 2)), da.from_array(X, chunks=(16, 4)))
     assert all(isinstance(g, da.Array) for g in got)
     assert_same_tree(dask.compute(got)[0], batched(W, X))
+    only_shared = batched(da.from_array(W), X)  # no batched dask array: one block
+    assert only_shared[1].chunks == ((50,), (4,))
+    assert_same_tree(dask.compute(only_shared)[0], batched(W, X))
 
 
 def test_nan_at_one_point_stays_at_that_point(rng):
