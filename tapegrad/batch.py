@@ -170,40 +170,42 @@ class _Batched:
         points = _Points(args, in_axes)
         if points.n == 0:
             return self._empty(points, nums)
-        tape, reason = self._first(points, kwargs)
-        if reason is not None:
+        tape, reason, first = self._first(points, kwargs)
+        if reason is not None and self._vg._cache:  # cache=False asked for a recording per call
             self._warn_once("pointwise", reason)
-        values, leaves = self.evaluate(tape, points, kwargs, pointwise=reason is not None)
+        values, leaves = self.evaluate(tape, points, kwargs, pointwise=reason is not None,
+                                       first=first)
         result = tape._assemble(leaves)
         return (values, result) if self._with_value else result
 
     def _first(self, points, kwargs):
-        """``(tape, reason)``: the tape of f at point 0 (``value_and_grad`` records it or
-        replays a cached variant) and why it may not run batched at the other points (the
-        warning's message; None if it may)."""
-        self._vg(*points.at(0), **kwargs)
+        """``(tape, reason, result)``: the tape of f at point 0 (``value_and_grad`` records
+        it or replays a cached variant), why it may not run batched at the other points
+        (the warning's message; None if it may), and the value and gradient at point 0."""
+        first = self._vg(*points.at(0), **kwargs)
         tape = self._vg._last.tape
         baked = [i for i, (b, spec) in enumerate(zip(points.batched, tape.specs))
                  if b and spec[0] != "f"]
         if baked or tape.value_dependent or not self._vg._cached(tape):
-            return tape, self._pointwise_reason(tape, baked)
-        return tape, None
+            return tape, self._pointwise_reason(tape, baked), first
+        return tape, None, first
 
-    def evaluate(self, tape, points, kwargs, pointwise=False, threads=None):
+    def evaluate(self, tape, points, kwargs, pointwise=False, threads=None, first=None):
         """``(values, gradient leaves)`` at every point of ``points`` (n >= 1): the values
         as an ``(n,)`` array, each differentiated leaf's gradients as an ``(n,) + shape``
         array of its dtype.  ``tape``: f recorded at one point with these argument shapes
         (``_first``'s, or one shipped to a Dask worker), run batched, points whose guards
         fail rerun with their own variant; with ``pointwise`` (or no tape) each point goes
-        through ``value_and_grad`` instead.  ``threads``: at most that many (default
-        :func:`num_threads`)."""
+        through ``value_and_grad`` instead, once (``first``: point 0's result, if known).
+        ``threads``: at most that many (default :func:`num_threads`)."""
         if tape is None:
-            self._vg(*points.at(0), **kwargs)
+            first = self._vg(*points.at(0), **kwargs)
             tape, pointwise = self._vg._last.tape, True
         values, (out, grads) = np.empty(points.n), self._grad_buffers(tape, points.n)
         if pointwise:
             for i in range(points.n):
-                self._store(values, grads, i, *self._vg(*points.at(i), **kwargs))
+                self._store(values, grads, i, *(first if i == 0 and first is not None
+                                                 else self._vg(*points.at(i), **kwargs)))
         else:
             traced_batched = [points.batched[i] for i, *_ in tape._load_plan]
             self._run_rounds(tape, points, kwargs, values, out, grads, traced_batched, threads)

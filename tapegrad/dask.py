@@ -284,15 +284,15 @@ def batch_over_blocks(batched, args, in_axes, kwargs):
         first[j] = np.asarray(value)
         if not points.batched[j]:
             leaves[j] = first[j]
-    tape, reason = batched._first(batch._Points.of(points.trees, first, points.batched,
-                                                   points.leaf_arg, 1), kwargs)
-    if reason is not None:
+    tape, reason, _ = batched._first(batch._Points.of(points.trees, first, points.batched,
+                                                      points.leaf_arg, 1), kwargs)
+    if reason is not None and batched._vg._cache:
         batched._warn_once("pointwise", reason + "; on the Dask workers too")
     specs = [((), np.dtype(np.float64))] + [(plan[4], plan[5]) for plan in tape._grad_plan]
     wanted = list(range(0 if batched._with_value else 1, len(specs)))  # values, gradient leaves
     call = (points.trees, points.batched, points.leaf_arg,
             [None if b else leaf for leaf, b in zip(leaves, points.batched)], specs,
-            wanted[0] if len(wanted) == 1 else None)
+            wanted[0] if len(wanted) == 1 else None, batched._vg._cache)
     token = uuid.uuid4().hex[:12]
     outs = _batch_graph(token, _batch_payload(batched, tape, reason, kwargs), call, wanted,
                         chunks, leaves, da)
@@ -390,7 +390,7 @@ def _batch_block(plan, call, *blocks):
     """The task run for each block of the batch path: ``(values, gradient leaves...)`` at
     the block's points, from the shipped tape (:meth:`tapegrad.batch._Batched.evaluate`);
     only output ``pick`` of them if the call says so."""
-    trees, batched, leaf_arg, shared, specs, pick = call
+    trees, batched, leaf_arg, shared, specs, pick, cache = call
     it = iter(blocks)
     leaves = [np.asarray(next(it)) if b else leaf for leaf, b in zip(shared, batched)]
     n = len(leaves[batched.index(True)])
@@ -398,7 +398,8 @@ def _batch_block(plan, call, *blocks):
         out = tuple(np.empty((0,) + shape, dtype) for shape, dtype in specs)
     else:
         points = batch._Points.of(trees, leaves, batched, leaf_arg, n)
-        values, grads = plan.batched().evaluate(plan.tapes.get(()), points, plan.kwargs, threads=1)
+        values, grads = plan.batched(cache).evaluate(plan.tapes.get(()), points, plan.kwargs,
+                                                     threads=1)
         shipping.STATS["batch blocks"] += 1
         out = (values, *grads)
     return out if pick is None else out[pick]

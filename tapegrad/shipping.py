@@ -182,7 +182,7 @@ class Plan:
         self.tapes = {shapes: Tape.load(io.BytesIO(data)) for shapes, data in state["tapes"]}
         self.data_pos = state["data_pos"]
         self.f, self.argnums, self.kwargs = cloudpickle.loads(state["f"])
-        self._recorder, self._batched, self._lock = None, None, threading.Lock()
+        self._recorder, self._batched, self._lock = None, {}, threading.Lock()
         STATS["plans loaded", digest] += 1
 
     def __reduce__(self):
@@ -206,15 +206,15 @@ class Plan:
         return self._recorder(*args, **self.kwargs)
 
 
-    def batched(self):
-        """This process's ``batch_value_and_grad`` of ``f`` (batch axis first): it runs
-        the blocks of ``tapegrad.dask``'s batch path, and records (and keeps) the variants
-        of the points whose guards fail."""
+    def batched(self, cache=True):
+        """This process's ``batch_value_and_grad`` of ``f`` (batch axis first; ``cache`` as
+        the client's): it runs the blocks of ``tapegrad.dask``'s batch path, and records
+        (and, with ``cache``, keeps) the variants of the points whose guards fail."""
         with self._lock:
-            if self._batched is None:
+            if cache not in self._batched:
                 from tapegrad.batch import _Batched
-                self._batched = _Batched(self.f, self.argnums, 0, True, True)
-        return self._batched
+                self._batched[cache] = _Batched(self.f, self.argnums, 0, True, cache)
+        return self._batched[cache]
 
 
 def block_value_and_grad(plan, statics, *blocks):

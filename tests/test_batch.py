@@ -231,3 +231,24 @@ def test_fork_after_batched_gradients_is_safe(rng):
             os._exit(4)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def test_batch_grad_of_a_function_that_takes_gradients(rng):
+    """grad inside f is inlined into f's tape (second order), which batches like any tape."""
+    g = lambda x: tnp.sum(tnp.sin(x) * x ** 2)  # noqa: E731
+    f = lambda x: tnp.sum(tg.grad(g)(x) ** 2)  # noqa: E731
+    X = rng.normal(size=(30, 3))
+    assert np.array_equal(tg.batch_grad(f)(X), per_point(f, 0, (0,), (X,)))
+
+
+def test_cache_false_records_every_point_without_a_warning(rng):
+    calls = []
+
+    def f(x):
+        calls.append(1)  # a side effect tapegrad cannot see: the reason for cache=False
+        return tnp.sum(x ** 3)
+    X = rng.normal(size=(6, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = tg.batch_grad(f, cache=False)(X)
+    assert np.array_equal(got, 3 * X ** 2) and len(calls) == 6  # once per point

@@ -105,7 +105,9 @@ def test_headline_mlp_row_records_the_user_style_model_and_the_extra_row_the_fus
     assert "SIGMOID" in fused and "LOGSUMEXP" in fused
     systems = registry.all_systems()
     assert systems["tapegrad"].mlp.__func__ is Tapegrad.mlp and not systems["tapegrad-fused"].peer
-    assert list(systems)[:2] == ["tapegrad", "numpy"] and list(systems)[-1] == "tapegrad-fused"
+    assert list(systems)[:2] == ["tapegrad", "numpy"] and list(systems)[-2:] == ["tapegrad-fused", "tapegrad-1thread"]
+    # the one-thread row has only the batched workloads, where the thread count matters
+    assert [w for w in W.WORKLOADS if systems["tapegrad-1thread"].covers(w)] == ["many-points", "per-example"]
     assert [n for n, s in systems.items() if s.covers("record")] == ["tapegrad", "numpy", "casadi"]
 
 
@@ -190,9 +192,16 @@ def test_setup_statuses_and_wrong_results_are_not_timed():
     assert by["fails"].status == UNSUPPORTED and by["fails"].reason == "no lecture here"
 
 
-def test_tapegrad_reports_many_points_as_not_supported():
-    with pytest.raises(Unsupported, match="batch"):
-        Tapegrad().prepare(W.WORKLOADS["many-points"].make("lecture-1e5"))
+def test_batched_rows_give_the_reference_gradients():
+    """many-points and per-example through batch_grad, on numba's threads and on one."""
+    from tapegrad.bench.systems import TapegradOneThread
+    for name, size in (("many-points", "rosenbrock10-1e4"), ("per-example", "64-32-10x256")):
+        problem = W.WORKLOADS[name].make(size)
+        for system in (Tapegrad(), TapegradOneThread()):
+            got = system.prepare(problem)()
+            for g, want in zip(got if isinstance(got, list) else [got],
+                               problem.reference if isinstance(problem.reference, list) else [problem.reference]):
+                np.testing.assert_allclose(g, want, rtol=1e-8, atol=1e-10)
 
 
 def test_calibrate_reaches_the_target():
@@ -312,8 +321,8 @@ def test_quick_run_end_to_end_in_a_subprocess():
     table = [line for line in out.stdout.splitlines() if line.startswith("| ")]
     workloads = {line.split("|")[1].strip() for line in table[1:]}
     assert workloads == set(W.WORKLOADS)
-    assert any("UNSUPPORTED" in line and "many-points" in line for line in table)
-    assert all("WRONG" not in line and "ERROR" not in line for line in table)
+    assert all("WRONG" not in line and "ERROR" not in line and "UNSUPPORTED" not in line
+               for line in table)
 
 
 # --- module structure -------------------------------------------------------------------------

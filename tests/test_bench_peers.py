@@ -38,10 +38,11 @@ def test_system_matches_reference(system, workload, size):
         assert timing.max_error(got, p.reference, p.rtol, p.atol) is None
 
 
-def test_every_system_has_a_headline_row_except_the_extra_one():
+def test_every_system_has_a_headline_row_except_the_extra_ones():
+    extra = {"tapegrad-fused", "tapegrad-1thread"}
     for s in SYSTEMS:
-        assert s.covers("mlp")
-        assert s.covers("lecture") == (s.name != "tapegrad-fused")
+        assert s.covers("mlp") == (s.name != "tapegrad-1thread")
+        assert s.covers("lecture") == (s.name not in extra)
 
 
 def test_peers_are_described():

@@ -181,3 +181,11 @@ def test_import_tapegrad_still_does_not_import_dask():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cache_false_records_every_point_on_the_workers_without_a_warning(rng):
+    X = rng.normal(size=(40, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = tg.batch_grad(lambda x: tnp.sum(x ** 3), cache=False)(da.from_array(X, chunks=(15, 2)))
+        assert_same_tree(got.compute(), 3 * X ** 2)

@@ -125,6 +125,16 @@ class Jax(System):
         grad = self._compiled(jax.jit(jax.vmap(jax.grad(f))), pts)
         return lambda: np.asarray(grad(pts))
 
+    def per_example(self, p):
+        jax = self._jax()
+        jnp = jax.numpy
+        loss = lambda params, x, y: M.mlp_loss(params, x[None], y[None], jnp)  # noqa: E731
+        grad = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0, 0)))
+        params = [jnp.asarray(a) for a in p.data["params"]]
+        X, Y = jnp.asarray(p.data["X"]), jnp.asarray(p.data["Y"])
+        grad = self._compiled(grad, params, X, Y)
+        return lambda: [np.asarray(g) for g in grad(params, X, Y)]
+
     def hvp(self, p):
         """``jit`` of forward over reverse, ``jvp(grad(f), (x,), (v,))``."""
         jax = self._jax()
@@ -258,6 +268,15 @@ class TorchFunc(System):
             f, pts = (lambda x: M.rosenbrock(x, tnp)), p.data["X"]
         grad, pts = torch.func.vmap(torch.func.grad(f)), self._tensor(pts)
         return lambda: grad(pts).numpy()
+
+    def per_example(self, p):
+        import torch
+        tnp = M.torch_namespace()
+        loss = lambda params, x, y: M.mlp_loss(params, x[None], y[None], tnp)  # noqa: E731
+        grad = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))
+        params = [self._tensor(a) for a in p.data["params"]]
+        X, Y = self._tensor(p.data["X"]), self._tensor(p.data["Y"])
+        return lambda: [g.numpy() for g in grad(params, X, Y)]
 
     def first_gradient(self, p):
         return (f"import torch\n{source(M.lecture)}\n"

@@ -6,4 +6,5 @@ from tapegrad.bench import peers, systems
 
 def all_systems():
     """{name: System}, in the order rows are shown."""
-    return {s.name: s for s in [systems.Tapegrad(), systems.Numpy(), *peers.PEERS, systems.TapegradFused()]}
+    return {s.name: s for s in [systems.Tapegrad(), systems.Numpy(), *peers.PEERS, systems.TapegradFused(),
+                                     systems.TapegradOneThread()]}

@@ -58,6 +58,10 @@ class Numpy(System):
 
     tensordot = dot = einsum
 
+    def per_example(self, p):
+        params, X, Y = p.data["params"], p.data["X"], p.data["Y"]
+        return lambda: W.mlp_numpy_per_example(params, X, Y)
+
     def hvp(self, p):
         if "x" in p.data:
             x, v = p.data["x"], p.data["v"]
@@ -147,7 +151,23 @@ class Tapegrad(System):
         return lambda: hessian(x)
 
     def many_points(self, p):
-        raise Unsupported("needs batched gradients (tapegrad.batch_grad), not in tapegrad yet")
+        """``tg.batch_grad``: one tape, laid out for a chunk of points, on numba's threads."""
+        import tapegrad as tg
+        import tapegrad.numpy as tnp
+        model, pts = (M.lecture, p.data["x"]) if "x" in p.data else (M.rosenbrock, p.data["X"])
+        grad = tg.batch_grad(lambda x: model(x, tnp))
+        return self._threads(lambda: grad(pts))
+
+    def per_example(self, p):
+        import tapegrad as tg
+        import tapegrad.numpy as tnp
+        grad = tg.batch_grad(lambda params, x, y: M.mlp_loss(params, x[None], y[None], tnp),
+                             in_axes=(None, 0, 0))
+        params, X, Y = p.data["params"], p.data["X"], p.data["Y"]
+        return self._threads(lambda: grad(params, X, Y))
+
+    def _threads(self, call):
+        return call
 
     def record(self, p):
         import tapegrad as tg
@@ -178,3 +198,24 @@ class TapegradFused(System):
         params = [np.ascontiguousarray(a.T) for a in p.data["params"]]
         X, Y = p.data["X"], p.data["Y"]
         return lambda: [g.T for g in grad(params, X, Y)]
+
+
+class TapegradOneThread(System):
+    """Extra rows for batched gradients: ``tapegrad`` on one thread (``numba.set_num_threads(1)``
+    around each call), to compare with peers on one core and to show the threads' speedup."""
+    name, module, install, peer = "tapegrad-1thread", "tapegrad", "pip install -e .", False
+    note = "extra row: batched gradients with numba.set_num_threads(1)"
+    version = Tapegrad.version
+    many_points, per_example = Tapegrad.many_points, Tapegrad.per_example
+
+    def _threads(self, call):
+        import numba
+
+        def one_thread():
+            before = numba.get_num_threads()
+            numba.set_num_threads(1)
+            try:
+                return call()
+            finally:
+                numba.set_num_threads(before)
+        return one_thread

@@ -143,6 +143,31 @@ def _many_points(size):
     raise ValueError(size)
 
 
+def mlp_numpy_per_example(params, X, Y):
+    """Hand-written per-example gradients of ``models.mlp_loss`` at one example each: the
+    batched backprop of ``mlp_numpy_grad`` without the sums over the batch (``dW`` an
+    outer product per example)."""
+    hs = [X]
+    for W, b in zip(params[0:-2:2], params[1:-2:2]):
+        hs.append(1.0 / (1.0 + np.exp(-(hs[-1] @ W.T + b))))
+    z = hs[-1] @ params[-2].T + params[-1]
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    g = p / p.sum(axis=1, keepdims=True) - Y
+    grads = []
+    for k in range(len(params) // 2 - 1, -1, -1):
+        W, h = params[2 * k], hs[k]
+        grads[:0] = [g[:, :, None] * h[:, None, :], g]
+        if k:
+            g = (g @ W) * h * (1.0 - h)
+    return grads
+
+
+def _per_example(size):
+    params, X, Y = mlp_data(size)
+    return Problem("per-example", size, float(X.shape[0]), {"params": params, "X": X, "Y": Y},
+                   mlp_numpy_per_example(params, X, Y), rtol=1e-8)
+
+
 # 6. recording a long scalar program: the scalar loop at n = 1e4, 8e4 operations (quick: 1e3)
 
 def _record(size):
@@ -247,6 +272,9 @@ WORKLOADS = {w.name: w for w in [
              ("784-256-128-10x64", "64-32-10x16"), ("784-256-128-10x64", "64-32-10x16"), _mlp),
     Workload("many-points", "one gradient per point", ("lecture-1e5", "rosenbrock10-1e4"),
              ("lecture-1e5", "rosenbrock10-1e4"), _many_points, series=False),
+    Workload("per-example", "per-example gradients of the user-style MLP's loss, one example "
+             "each (in_axes (None, 0, 0)); numpy: batched backprop by hand",
+             ("64-32-10x256",), ("64-32-10x256",), _per_example, series=False),
     Workload("record", "recording a long scalar program (the Rosenbrock loop) for later gradients; "
              "baseline: evaluating it once on Python floats", (10_000,), (1000,), _record, series=False),
     *(Workload(name, f"gradient of sum(R * product) with the product of two n x n matrices "
