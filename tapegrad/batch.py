@@ -335,10 +335,10 @@ class _Batched:
                 "points (it used a comparison of traced values as a mask, or reads state "
                 "tapegrad cannot check), so each point is evaluated on its own (slow)")
 
-    def _warn_once(self, what, message):
+    def _warn_once(self, what, message, stacklevel=4):
         if what not in self._warned:
             self._warned.add(what)
-            capture.warn(message, stacklevel=4)
+            capture.warn(message, stacklevel=stacklevel)
 
     def __repr__(self):
         kind = "batch_value_and_grad" if self._with_value else "batch_grad"

@@ -287,7 +287,7 @@ def batch_over_blocks(batched, args, in_axes, kwargs):
     tape, reason, _ = batched._first(batch._Points.of(points.trees, first, points.batched,
                                                       points.leaf_arg, 1), kwargs)
     if reason is not None and batched._vg._cache:
-        batched._warn_once("pointwise", reason + "; on the Dask workers too")
+        batched._warn_once("pointwise", reason + "; on the Dask workers too", stacklevel=5)
     specs = [((), np.dtype(np.float64))] + [(plan[4], plan[5]) for plan in tape._grad_plan]
     wanted = list(range(0 if batched._with_value else 1, len(specs)))  # values, gradient leaves
     call = (points.trees, points.batched, points.leaf_arg,

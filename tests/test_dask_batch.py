@@ -154,8 +154,9 @@ def test_the_tape_is_one_graph_key_loaded_once_whatever_the_blocks(rng, monkeypa
 
 def test_a_mask_is_evaluated_point_by_point_with_the_warning(rng):
     X = rng.normal(size=(60, 3))
-    with pytest.warns(tg.TapegradWarning, match="each point is evaluated on its own.*Dask workers"):
+    with pytest.warns(tg.TapegradWarning, match="each point is evaluated on its own.*Dask workers") as seen:
         got = tg.batch_grad(masked_point)(da.from_array(X, chunks=(25, 3))).compute()
+    assert seen[0].filename == __file__  # points at the call
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", tg.TapegradWarning)
         assert_same_tree(got, tg.batch_grad(masked_point)(X))
