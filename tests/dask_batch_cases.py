@@ -57,3 +57,11 @@ def assert_same_tree(got, want):
         assert g.shape == w.shape and g.dtype == w.dtype, (g.shape, w.shape, g.dtype, w.dtype)
         assert np.array_equal(g, w, equal_nan=True)
 
+
+
+SCALE = 1.0
+
+
+def scaled_point(x):
+    """Reads the module global SCALE: a payload shipped before SCALE changes is stale."""
+    return SCALE * tnp.sum(tnp.tanh(x) ** 2)

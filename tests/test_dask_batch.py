@@ -190,3 +190,17 @@ def test_cache_false_records_every_point_on_the_workers_without_a_warning(rng):
         warnings.simplefilter("error")
         got = tg.batch_grad(lambda x: tnp.sum(x ** 3), cache=False)(da.from_array(X, chunks=(15, 2)))
         assert_same_tree(got.compute(), 3 * X ** 2)
+
+
+def test_a_changed_global_is_not_served_from_a_stale_payload(rng):
+    import dask_batch_cases
+    X = rng.normal(size=(60, 2))
+    g = tg.batch_grad(dask_batch_cases.scaled_point)
+    first = g(da.from_array(X, chunks=(25, 2))).compute()
+    try:
+        dask_batch_cases.SCALE = 3.0
+        again = g(da.from_array(X, chunks=(25, 2))).compute()
+        assert_same_tree(again, tg.batch_grad(dask_batch_cases.scaled_point)(X))
+    finally:
+        dask_batch_cases.SCALE = 1.0
+    np.testing.assert_allclose(again, 3 * first, rtol=1e-14)
