@@ -59,6 +59,36 @@ def call_traced(transformed, args, kwargs):
     return (inlined.output, grads) if mode == "value_and_grad" else grads
 
 
+def _contracted(transformed, args, v):
+    """<transformed(*args), v> for a ``grad`` transform called on traced ``args``: as
+    ``_vdot(transformed(*args), v)``, but contracted piece by piece in the inlined backward
+    sweep (``Inlined.backward(along=...)``), so the gradient is never assembled."""
+    leaves = pytree.flatten(tuple(args))[0]
+    if transformed._mode != "grad" or not any(isinstance(leaf, Traced) for leaf in leaves):
+        return _vdot(transformed(*args), v)
+    rec = _recorder(*[leaf for leaf in leaves if isinstance(leaf, Traced)])
+    concrete = tuple(pytree.unflatten(pytree.flatten(tuple(args))[1],
+                                      [np.array(leaf._value) if isinstance(leaf, Traced) else leaf
+                                       for leaf in leaves]))
+    nums, is_int = _normalize_argnums(transformed._argnums, len(args))
+    cleaves, ctree, specs, leaf_arg = _signature(concrete, nums)
+    tape = _record(transformed._f, {}, nums, is_int, cleaves, ctree, specs, leaf_arg, "grad")
+    # which gradient leaf each leaf of v pairs with: the gradient's structure, built of indices
+    order, tree = pytree.flatten(tape._assemble(list(range(len(tape._grad_plan)))))
+    vleaves, vtree = pytree.flatten(v)
+    if vtree != tree:
+        raise ValueError(f"the vector's structure {vtree} differs from the gradient's {tree}")
+    along = [None] * len(order)
+    for k, leaf in zip(order, vleaves):
+        shape = tape._grad_plan[k][4]
+        if np.shape(leaf) != shape:
+            raise ValueError(f"the vector has a leaf of shape {np.shape(leaf)} where the gradient "
+                             f"has shape {shape}")
+        along[k] = leaf if isinstance(leaf, Traced) else const(rec, np.asarray(leaf, np.float64))
+    total = Inlined(tape, rec, leaves).backward(1.0, along=along)
+    return 0.0 if total is None else total
+
+
 def _shaped(adjoints, tape, rec):
     """Each differentiated leaf's traced adjoint in its leaf's shape (zeros if None)."""
     out = []
@@ -143,7 +173,7 @@ class hvp:  # noqa: N801 - a transformation, spelled like grad
             grad_f = self._grad
 
             def along(*xs):
-                return _vdot(grad_f(*xs[:-1]), xs[-1])
+                return _contracted(grad_f, xs[:-1], xs[-1])
             outer = self._outer[nums] = _quiet(_Transformed(along, nums, "grad", True))
         return outer(*args)
 

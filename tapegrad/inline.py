@@ -30,12 +30,14 @@ Invariants
 import numpy as np
 
 import tapegrad.jit as J
+import tapegrad.numpy as tnp
 from tapegrad.emit.arrays import concatenate, const
 from tapegrad.emit.shape import getitem, reshape
+from tapegrad.emit.vjp_elementwise import LINEAR, Lin, materialise
 from tapegrad.program import replayed
 from tapegrad.recorder import ALIAS, CONST
 from tapegrad.tracer import Traced
-from tapegrad.vjps import Attrs, adjoints
+from tapegrad.vjps import Attrs, adjoints, components
 
 
 def _int_ends(tape):
@@ -105,9 +107,12 @@ class Inlined:
         value = np.array(tape.recorded_value(out), dtype=np.float64, order="C")
         self.vals[out] = Traced(rec, rec.entry(int(tape.op[i]), args, value, ints, floats), value)
 
-    def backward(self, seed):
+    def backward(self, seed, along=None):
         """One symbolic backward sweep seeded with ``seed`` (a traced or plain value of the
-        output's shape): the adjoint of each differentiated input (None: zero)."""
+        output's shape): the adjoint of each differentiated input (None: zero).  With
+        ``along`` (one traced value per differentiated input, shaped like it), the scalar
+        sum of <adjoint, along> instead, contracted piece by piece (each window's pieces
+        with the matching window of ``along``), so the adjoints are never assembled."""
         tape = self.tape
         sums = {}  # owner node -> [(start in its storage, traced adjoint piece)]
 
@@ -116,27 +121,47 @@ class Inlined:
             sums.setdefault(owner, []).append((int(tape.offset[node] - tape.offset[owner]), value))
 
         if not isinstance(seed, Traced):
-            seed = const(self.rec, np.broadcast_to(np.asarray(seed, np.float64), tape.shape(tape.output)))
+            seed = np.asarray(seed, np.float64)
+            shape = tape.shape(tape.output)
+            seed = Lin(seed, None, shape) if seed.ndim == 0 else const(self.rec, np.broadcast_to(seed, shape))
         add(tape.output, seed)
         for i in self.kept[::-1]:
             out = int(tape.out[i])
             if out < 0:
                 continue
-            g = self._total(out, sums.pop(out, None))
+            name, (ints, floats) = J.NAMES[tape.op[i]], self.attrs(i)
+            comps = components(name, ints)
+            if comps is None:
+                g = self._total(out, sums.pop(out, None))
+            else:
+                g = self._split(sums.pop(out, None), comps)
             if g is None:
                 continue
             operands = tape.operands(i)
             wanted = [t for t, k in enumerate(operands) if tape.need[k]]
             if not wanted:
                 continue
-            ints, floats = self.attrs(i)
             e = Attrs(ints, *(floats + (0.0, 0.0))[:2])
             values = tuple(self.get(k) for k in operands)
-            for t, d in adjoints(J.NAMES[tape.op[i]], g, self.vals[out], values, e, wanted).items():
+            for t, d in self._adjoints(name, g, self.vals[out], values, e, wanted).items():
                 if d is not None:
                     add(operands[t], d)
         diff = [node for node, plan in zip(tape.inputs, self._traced_args()) if plan in tape.argnums]
-        return [self._total(int(node), sums.pop(int(node), None)) for node in diff]
+        if along is not None:
+            return _sum([_dot(p, getitem(reshape(v, -1), slice(start, start + p.size)))
+                         for node, v in zip(diff, along) for start, p in sums.pop(int(node), ())])
+        return [materialise(self.rec, self._total(int(node), sums.pop(int(node), None))) for node in diff]
+
+    def _adjoints(self, name, g, y, values, e, wanted):
+        """``{position: adjoint}`` of one entry's wanted operands: by the folding rule
+        (``LINEAR``) while ``g`` is still a known multiple, else by the op's rule."""
+        if isinstance(g, Lin):
+            fold = LINEAR.get(name)
+            found = fold(g, y, *values, e) if fold is not None else None
+            if found is not None:
+                return {t: found[t]() if callable(found[t]) else found[t] for t in wanted}
+            g = materialise(self.rec, g)
+        return adjoints(name, g, y, values, e, wanted)
 
     def _traced_args(self):
         return [arg for arg, spec in zip(self.tape.leaf_arg, self.tape.specs) if spec[0] == "f"]
@@ -144,10 +169,36 @@ class Inlined:
     def _total(self, owner, pieces):
         """The adjoint of ``owner``'s storage, shaped like it: the sum of the whole-node
         pieces plus the windows' pieces placed at their offsets (None if there are none)."""
+        return self._assemble(pieces, int(self.tape.size[owner]), self.tape.shape(owner))
+
+    def _split(self, pieces, comps):
+        """A packed node's adjoint as one adjoint per component (None for a component no
+        window of which was used), ``comps`` its ``[(start, size, shape)]``: the user's
+        windows never straddle two components, so nothing is assembled across them."""
+        pieces = [(s, p) for s, p in pieces or () if p.size]
+        out, used = [], 0
+        for start, size, shape in comps:
+            mine = [(s - start, p) for s, p in pieces if start <= s and s + p.size <= start + size]
+            used += len(mine)
+            out.append(materialise(self.rec, self._assemble(mine, size, shape)))
+        assert used == len(pieces), "an adjoint reached the scratch of a packed node"
+        return out if used else None
+
+    def _assemble(self, pieces, size, shape):
+        """The sum of ``pieces`` ((start, adjoint) with start relative to a storage of
+        ``size`` floats) shaped ``shape``: a :class:`Lin` while it is one piece or all are
+        multiples of one value, else traced.  Pieces on the same window are added first, so
+        the windows' placement (a CONCAT) sees one piece per window."""
         if not pieces:
             return None
-        tape = self.tape
-        size, shape = int(tape.size[owner]), tape.shape(owner)
+        if all(isinstance(p, Lin) and start == 0 and p.size == size for start, p in pieces):
+            if len({id(p.src) for _, p in pieces}) == 1:
+                return Lin(sum(p.p for _, p in pieces), pieces[0][1].src, shape)
+        windows = {}
+        for start, p in pieces:
+            windows.setdefault((start, p.size), []).append(p)
+        pieces = [(start, _sum([_as(materialise(self.rec, p), group[0].shape) for p in group]))
+                  for (start, _), group in windows.items()]
         whole = [reshape(p, shape) if p.shape != shape else p
                  for start, p in pieces if start == 0 and p.size == size]
         parts = [(start, reshape(p, -1)) for start, p in pieces if not (start == 0 and p.size == size)]
@@ -156,6 +207,18 @@ class Inlined:
             placed = reshape(_place(self.rec, parts, size), shape)
             total = placed if total is None else total + placed
         return total
+
+
+def _dot(piece, v):
+    """<piece, v> for a flat traced ``v`` of the piece's size: one MATMUL (BLAS's dot)."""
+    if isinstance(piece, Lin):
+        inner = tnp.sum(v) if piece.src is None else _dot(piece.src, v)
+        return inner if piece.p == 1.0 else piece.p * inner
+    return reshape(reshape(piece, (1, -1)) @ reshape(v, (-1, 1)), ())
+
+
+def _as(value, shape):
+    return value if value.shape == shape else reshape(value, shape)
 
 
 def _sum(values):

@@ -26,6 +26,7 @@ from tapegrad import debug, pytree
 from tapegrad.config import config
 from tapegrad.keys import leaf_spec
 from tapegrad.program import replayed
+from tapegrad.jit.rows import jacobian_rows
 
 _ONE = np.ones(1)
 _POOL_SIZE = 4  # adjoint buffers kept per thread; beyond that, results get fresh ones
@@ -373,15 +374,27 @@ class Replay:
         return self._jacobian_rows(bound)
 
     def _jacobian_rows(self, bound):
+        """Row i is the gradient of output element i: one backward sweep each, all in one
+        compiled call (``jit/rows.py``), except under ``debug_nans``, which checks each."""
         out_shape, m = self.shape(self.output), int(self.size[self.output])
-        jac = [np.empty((m, plan[2])) for plan in self._grad_plan]
+        if not hasattr(self, "_rows_plan"):  # each leaf's columns, and the blocks to copy
+            columns = np.cumsum([0] + [plan[2] for plan in self._grad_plan])
+            blocks = np.array([(start, size, col) for (_, start, size, needed, *_), col
+                               in zip(self._grad_plan, columns) if needed and size], np.int64)
+            self._rows_plan = columns, blocks.reshape(-1, 3)
+        columns, blocks = self._rows_plan
+        table = np.zeros((m, int(columns[-1])))  # a leaf the output ignores keeps its zeros
         seed = np.zeros(m)
-        for i in range(m):  # row i of the Jacobian is the gradient of output element i
-            seed[:] = 0.0
-            seed[i] = 1.0
-            self._sweep(bound, seed, False)
-            for rows, g in zip(jac, self._adjoints(bound.adj)):
-                rows[i] = g
+        if config.debug_nans:
+            for i in range(m):
+                seed[:] = 0.0
+                seed[i] = 1.0
+                self._sweep(bound, seed, False)
+                table[i] = np.concatenate([np.ravel(g) for g in self._adjoints(bound.adj)] + [np.zeros(0)])
+        elif m:
+            jacobian_rows(self._prog, self._attrs, self._ints, bound.vals, bound.adj, self._zero,
+                          self._out_plan[0], seed, bound.ext, blocks, table)
+        jac = [table[:, lo:hi] for lo, hi in zip(columns[:-1], columns[1:])]
         return self._assemble([float(rows[0, 0]) if plan[6] == "float" and out_shape == ()
                                else rows.reshape(out_shape + plan[4]).astype(plan[5])
                                for rows, plan in zip(jac, self._grad_plan)])

@@ -10,7 +10,9 @@ that tape can be differentiated again, replayed, saved.
 ``RULES[name]`` is a tuple with one function per operand, ``rule(g, y, *operands, e)``
 returning that operand's adjoint (None: zero), except for a variadic row, whose single
 function ``rule(t, g, y, operands, e)`` gives operand ``t``'s.  Zip rules are wrapped to
-sum their result down to the operand's shape (a broadcast operand's adjoint is a sum).
+sum their result down to the operand's shape (a broadcast operand's adjoint is a sum).  A
+decomposition row writes one packed node: its rule gets ``g`` as a list of per-component
+adjoints (``components``; None for an unused component).
 
 Invariants
 ----------
@@ -22,7 +24,7 @@ Invariants
 from collections import namedtuple
 
 import tapegrad.jit as J
-from tapegrad.emit import vjp_arrays as VA, vjp_elementwise as VE
+from tapegrad.emit import vjp_arrays as VA, vjp_decomp as VD, vjp_elementwise as VE
 
 Attrs = namedtuple("Attrs", "ints p q")  # one entry's integer and float attributes
 
@@ -53,6 +55,7 @@ def _table():
     rules.update(VA.LINALG)
     rules.update(VA.INDEX)
     rules.update(VA.VARIADIC)
+    rules.update(VD.DECOMP)
     return rules
 
 
@@ -62,6 +65,12 @@ RULES = _table()
 def missing():
     """Names of the op-table rows that write an output but have no traced VJP rule."""
     return [row.name for row in J.OPS if row.outputs and row.name not in RULES]
+
+
+def components(name, ints):
+    """``[(start, size, shape)]`` of the components of a packed output (a decomposition
+    row), whose rule takes one adjoint per component; None for any other row."""
+    return VD.components(name, ints) if name in VD.DECOMP else None
 
 
 def adjoints(name, g, y, operands, e, wanted):

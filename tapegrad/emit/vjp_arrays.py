@@ -84,7 +84,7 @@ def _cumprod(g, y, a, e):
     return reshape(before * S, a.shape)
 
 
-def _gemm(x, y, m, k, n, batch, sx, sy, tx, ty):
+def gemm(x, y, m, k, n, batch, sx, sy, tx, ty):
     """A MATMUL entry reading ``x`` and ``y`` as stored (flat): per batch step op(x) (m, k)
     @ op(y) (k, n), op transposing when ``tx``/``ty``; the result is (batch, m, n)."""
     xv, yv = x._value.ravel(), y._value.ravel()
@@ -105,9 +105,9 @@ def _matmul_a(g, y, a, b, e):
     if batch == 0:
         return None
     if ta:   # dA (k, m) = op(B) dC^T
-        prod = _gemm(b, g, k, n, m, batch, sb, m * n, tb, 1)
+        prod = gemm(b, g, k, n, m, batch, sb, m * n, tb, 1)
     else:    # dA (m, k) = dC op(B)^T
-        prod = _gemm(g, b, m, n, k, batch, m * n, sb, 0, 1 - tb)
+        prod = gemm(g, b, m, n, k, batch, m * n, sb, 0, 1 - tb)
     return _batched(prod, sa, a.shape)
 
 
@@ -116,9 +116,9 @@ def _matmul_b(g, y, a, b, e):
     if batch == 0:
         return None
     if tb:   # dB (n, k) = dC^T op(A)
-        prod = _gemm(g, a, n, m, k, batch, m * n, sa, 1, ta)
+        prod = gemm(g, a, n, m, k, batch, m * n, sa, 1, ta)
     else:    # dB (k, n) = op(A)^T dC
-        prod = _gemm(a, g, k, m, n, batch, sa, m * n, 1 - ta, 0)
+        prod = gemm(a, g, k, m, n, batch, sa, m * n, 1 - ta, 0)
     return _batched(prod, sb, b.shape)
 
 

@@ -178,3 +178,74 @@ SELECT = {
     "WHERE": (_zero, lambda g, y, c, x, z, e: select(c, g, 0.0),
               lambda g, y, c, x, z, e: select(c, 0.0, g)),
 }
+
+
+# --- adjoints known as a multiple: folding chains of scalings while the backward is emitted ---
+
+class Lin:
+    """An adjoint known to be ``p * src`` (``src`` traced) or, with ``src`` None, ``p``
+    everywhere, of ``shape``: a seed of 1, a scaled adjoint.  Held symbolically while the
+    backward sweep is emitted, so that the scalings of a chain of rules (2 * (-1 * (100 * g)))
+    fold into one AFFINE, and a uniform seed is never materialised as an array.
+    :func:`materialise` turns it into a traced value when a rule needs one."""
+    __slots__ = ("p", "src", "shape")
+
+    def __init__(self, p, src, shape):
+        self.p, self.shape = float(p), tuple(shape)
+        self.src = src if src is None or src.shape == self.shape else reshape(src, self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def times(self, c):
+        return Lin(c * self.p, self.src, self.shape)
+
+    def of(self, x):
+        """``self`` times the traced ``x`` (same shape): p * (src * x), or p * x."""
+        return Lin(self.p, x if self.src is None else self.src * x, self.shape)
+
+
+def materialise(rec, g):
+    """A traced value (or ``g`` itself when it already is one) for a :class:`Lin`."""
+    if not isinstance(g, Lin):
+        return g
+    if g.src is None:
+        return const(rec, np.full(g.shape, g.p))
+    return g.src if g.p == 1.0 else g.p * g.src
+
+
+def _same_shapes(g, *xs):
+    return all(x.shape == g.shape for x in xs)
+
+
+def _lin_powc(g, y, a, e):
+    if e.p == 0.0:
+        return (None,)
+    return (g.times(e.p).of(a if e.p == 2.0 else a ** (e.p - 1.0)),)
+
+
+def _lin_zip(da, db):
+    def rule(g, y, a, b, e):
+        if not _same_shapes(g, a, b):
+            return None
+        return (lambda: da(g, a, b)), (lambda: db(g, a, b))  # only the wanted ones run
+    return rule
+
+
+def _lin_sum(g, y, a, e):
+    return (Lin(g.p * e.p, None, a.shape),) if g.src is None else None
+
+
+# rule(g: Lin, y, *operands, e) -> one Lin / traced / None (or a thunk making one) per operand,
+# or None when it does not apply (then the ordinary rule runs on the materialised g); each equals its RULES entry
+LINEAR = {
+    "AFFINE": lambda g, y, a, e: (g.times(e.p),),
+    "POWC": _lin_powc,
+    "SQUARE": lambda g, y, a, e: (g.times(2.0).of(a),),
+    "EXP": lambda g, y, a, e: (g.of(y),),
+    "ADD": _lin_zip(lambda g, a, b: g, lambda g, a, b: g),
+    "SUB": _lin_zip(lambda g, a, b: g, lambda g, a, b: g.times(-1.0)),
+    "MUL": _lin_zip(lambda g, a, b: g.of(b), lambda g, a, b: g.of(a)),
+    "SUM": _lin_sum,
+}
