@@ -220,6 +220,9 @@ def report_batch(points, chunk, t, load):
     for kind in ("persist", "compute"):
         print(f"scaling from 1 to 2 workers ({kind}): "
               f"{t[f'cluster 1, {kind}'] / t[f'cluster 2, {kind}']:.2f}x")
+    multi = [name for name in t if name.startswith("in memory, ") and name != "in memory, 1 thread"]
+    print(f"control, the cores that were free: in memory {multi[0][11:]} against 1 thread "
+          f"{base / t[multi[0]]:.2f}x (Dask cannot scale beyond this)")
     print(f"a call (building the lazy result: first point, payload, graph): "
           f"{t['cluster 2, the call (lazy)'] * 1e3:.1f} ms")
     for n in (1, 2):
