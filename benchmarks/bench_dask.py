@@ -16,6 +16,15 @@ nannies do the same for workers), so the baseline is one core.
 * the overhead per block: many blocks of 64 rows, wall time per block on each, and
   Dask's own floor (as many trivial tasks).
 
+``python benchmarks/bench_dask.py --batch [--points N] [--chunk C] [--repeat R]`` prints,
+for ``tg.batch_grad`` of the lecture function at 10^7 points in blocks of 10^6 instead:
+in memory with one thread (the baseline) and numba's default threads; LocalClusters of 1
+and 2 workers with the points generated on the workers and the gradients kept there
+(``persist``) or brought back (``compute``); the scaling from 1 to 2 workers; the cost
+of a call and of a block (the workers' compute time per block against the same block in
+memory, and 200 small blocks against Dask's trivial-task floor); and the load average,
+since on a shared machine the 2-worker figures depend on what else runs.
+
 The asv classes time the same calls at 10^5 rows (asv runs each many times).
 """
 import os
@@ -30,7 +39,7 @@ import numpy as np
 
 import tapegrad as tg
 import tapegrad.numpy as tnp
-from tapegrad.bench.models import mlp_loss
+from tapegrad.bench.models import lecture, mlp_loss
 
 LAYERS = (64, 32, 10)
 
@@ -78,14 +87,14 @@ def trivial_tasks(n):
     return dask.compute(dask.delayed(sum)(parts))
 
 
-def busy_per_block(client, call):
+def busy_per_block(client, call, names=("tapegrad-block-",)):
     """The median time a worker spent computing one block task (Dask's task stream), so
     the per-core work on the workers, whatever else the machine runs meanwhile."""
     from distributed import get_task_stream
     with get_task_stream(client) as stream:
         call()
     spans = [sum(s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute")
-             for task in stream.data if str(task["key"]).startswith("tapegrad-block-")]
+             for task in stream.data if any(n in str(task["key"]) for n in names)]
     return statistics.median(spans)
 
 
@@ -150,6 +159,87 @@ def report(rows, block_rows, t):
     print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end)")
 
 
+def lecture_point(x):
+    """The lecture function (``tapegrad.bench.models.lecture``) of one scalar point."""
+    return lecture(x, tnp)
+
+
+def measure_batch(points, chunk, repeat):
+    """``batch_grad`` of the lecture function at ``points`` points: in memory (1 thread and
+    the default threads) against LocalClusters of 1 and 2 workers, with the points already
+    on the workers (generated there) and the gradients left there (``persist``) or brought
+    back (``compute``); then the cost of a block: small blocks, and the workers' compute
+    time per block against the same block in memory."""
+    import dask
+    import dask.array as da
+    from distributed import wait
+    from tapegrad import batch
+
+    t, g = {}, tg.batch_grad(lecture_point)
+    threads = batch.num_threads()
+    for n in (1, 2):
+        c, client = cluster(n)
+        with c, client:
+            xd = client.persist(da.random.default_rng(0).normal(size=points, chunks=chunk))
+            wait(xd)
+            if n == 1:  # the same points in memory, and their in-memory baselines
+                x = xd.compute()
+                small = x[:points // 100]
+                batch.num_threads, real = (lambda: 1), batch.num_threads
+                try:
+                    t["in memory, 1 thread"] = median_time(lambda: g(x), repeat)
+                    t["small in memory, 1 thread"] = median_time(lambda: g(small), repeat)
+                    t["block in memory"] = median_time(lambda: g(x[:chunk]), repeat)
+                finally:
+                    batch.num_threads = real
+                t[f"in memory, {threads} threads"] = median_time(lambda: g(x), repeat)
+            t[f"cluster {n}, persist"] = median_time(lambda: wait(g(xd).persist()), repeat)
+            t[f"cluster {n}, compute"] = median_time(lambda: g(xd).compute(), repeat)
+            t[f"cluster {n}, the call (lazy)"] = median_time(lambda: g(xd), repeat)
+            t[f"busy per block, cluster {n}"] = busy_per_block(
+                client, lambda: wait(g(xd).persist()), ("tapegrad-out",))
+            xs = client.persist(xd[:points // 100].rechunk(points // 100 // 200))
+            wait(xs)
+            t[f"small cluster {n}"] = median_time(lambda: wait(g(xs).persist()), repeat)
+            t[f"small trivial cluster {n}"] = median_time(lambda: trivial_tasks(200), repeat)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        xl = da.from_array(x, chunks=chunk)
+        t["threads (2), compute"] = median_time(lambda: g(xl).compute(), repeat)
+    return t
+
+
+def report_batch(points, chunk, t, load):
+    base = t["in memory, 1 thread"]
+    blocks = -(-points // chunk)
+    print(f"batch_grad of the lecture function at {points:,} points, {blocks} blocks of {chunk:,} "
+          f"(median of repeats; baseline: in memory, one thread)")
+    print(f"{'run':36s} {'time':>9s} {'vs baseline':>12s} {'gradients/s':>12s}")
+    for name, s in t.items():
+        if not name.startswith(("small", "busy", "block", "cluster 1, the", "cluster 2, the")):
+            print(f"{name:36s} {s * 1e3:7.0f} ms {base / s:11.2f}x {points / s:12.3g}")
+    for kind in ("persist", "compute"):
+        print(f"scaling from 1 to 2 workers ({kind}): "
+              f"{t[f'cluster 1, {kind}'] / t[f'cluster 2, {kind}']:.2f}x")
+    multi = [name for name in t if name.startswith("in memory, ") and name != "in memory, 1 thread"]
+    print(f"control, the cores that were free: in memory {multi[0][11:]} against 1 thread "
+          f"{base / t[multi[0]]:.2f}x (Dask cannot scale beyond this)")
+    print(f"a call (building the lazy result: first point, payload, graph): "
+          f"{t['cluster 2, the call (lazy)'] * 1e3:.1f} ms")
+    for n in (1, 2):
+        print(f"a block's compute on a worker, cluster {n} (task stream, median): "
+              f"{t[f'busy per block, cluster {n}'] * 1e3:.1f} ms, in memory (one thread) "
+              f"{t['block in memory'] * 1e3:.1f} ms")
+    per = points // 100 // 200
+    print(f"per block of {per} points (200 blocks; wall time / blocks):")
+    print(f"  {'in memory, one call for all, 1 thread':44s} {t['small in memory, 1 thread'] / 200 * 1e6:7.0f} us")
+    for n in (1, 2):
+        print(f"  {f'cluster {n}':44s} {t[f'small cluster {n}'] / 200 * 1e6:7.0f} us")
+        print(f"  {f'cluster {n}, a trivial Dask task (the floor)':44s} "
+              f"{t[f'small trivial cluster {n}'] / 200 * 1e6:7.0f} us")
+    print(f"load average (1 min) before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} cores")
+
+
 class ValueAndGradSum:
     """asv: 10^5 rows, blocks of 4096, on Dask's threads and in memory (the cluster runs
     are in the script: starting worker processes per asv sample would dominate)."""
@@ -179,5 +269,13 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--block-rows", type=int, default=16384)  # 62 blocks at 10^6 rows
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--batch", action="store_true",
+                        help="batch_grad of the lecture function instead (--points, --chunk)")
+    parser.add_argument("--points", type=int, default=10_000_000)
+    parser.add_argument("--chunk", type=int, default=1_000_000)
     a = parser.parse_args()
-    report(a.rows, a.block_rows, measure(a.rows, a.block_rows, a.repeat))
+    if a.batch:
+        load = os.getloadavg()
+        report_batch(a.points, a.chunk, measure_batch(a.points, a.chunk, a.repeat), load)
+    else:
+        report(a.rows, a.block_rows, measure(a.rows, a.block_rows, a.repeat))

@@ -22,9 +22,13 @@ Invariants
   else ``NUMBA_NUM_THREADS``; the work is split into contiguous ranges, one plain Python
   thread each (the kernels release the GIL), each with its own buffers.  tapegrad never
   starts numba's threading layer (OpenMP would make ``fork()`` unsafe).
+* Dask arrays among the arguments hand the call to ``tapegrad.dask.batch_over_blocks``
+  (imported then, never by ``import tapegrad``): lazy dask results, each block evaluated
+  on a worker by :meth:`_Batched.evaluate` from the tape recorded here at the first point.
 """
 import concurrent.futures
 import os
+import sys
 import threading
 
 import numpy as np
@@ -90,11 +94,18 @@ def _normalize_in_axes(in_axes, nargs):
     return tuple(in_axes)
 
 
+def _has_dask_leaf(args, array_type):
+    leaves = []
+    pytree.walk(args, leaves)
+    return any(isinstance(leaf, array_type) for leaf in leaves)
+
+
 class _Points:
     """The batched arguments split into leaves: the shared ones as given, the batched ones
     with their batch axis moved first, and the number of points."""
 
-    def __init__(self, args, in_axes):
+    def __init__(self, args, in_axes, arrays=np.ndarray):
+        """``arrays``: the types a batched leaf may have (``tapegrad.dask`` adds dask's)."""
         self.trees, self.leaves, self.batched, self.leaf_arg = [], [], [], []
         n = first = None
         for k, (arg, axis) in enumerate(zip(args, in_axes)):
@@ -102,13 +113,13 @@ class _Points:
             self.trees.append(pytree.walk(arg, leaves))
             for leaf in leaves:
                 if axis is not None:
-                    if not isinstance(leaf, np.ndarray) or leaf.ndim == 0:
+                    if not isinstance(leaf, arrays) or leaf.ndim == 0:
                         raise ValueError(f"argument {k} is batched (in_axes {axis}) but has a leaf "
                                          f"that is not an array with a batch axis: {leaf!r:.60}")
                     if not -leaf.ndim <= axis < leaf.ndim:
                         raise ValueError(f"in_axes {axis} is out of range for argument {k}, an "
                                          f"array of shape {leaf.shape}")
-                    leaf = np.moveaxis(leaf, axis, 0)
+                    leaf = np.moveaxis(leaf, axis, 0) if axis % leaf.ndim else leaf
                     if n is None:
                         n, first = leaf.shape[0], k
                     elif leaf.shape[0] != n:
@@ -122,6 +133,14 @@ class _Points:
             raise ValueError("in_axes batches no argument: name at least one (in_axes=0 "
                              "batches all of them along their first axis)")
         self.n = n
+
+    @classmethod
+    def of(cls, trees, leaves, batched, leaf_arg, n):
+        """Points from leaves already split (batched ones with their batch axis first)."""
+        points = cls.__new__(cls)
+        points.trees, points.leaves, points.batched, points.leaf_arg = trees, leaves, batched, leaf_arg
+        points.n = n
+        return points
 
     def at(self, i):
         """The positional arguments of point ``i``."""
@@ -145,33 +164,59 @@ class _Batched:
     def __call__(self, *args, **kwargs):
         in_axes = _normalize_in_axes(self._in_axes, len(args))
         nums, _ = _normalize_argnums(self._vg._argnums, len(args))
+        if "dask.array" in sys.modules and _has_dask_leaf(args, sys.modules["dask.array"].Array):
+            from tapegrad.dask import batch_over_blocks
+            return batch_over_blocks(self, args, in_axes, kwargs)
         points = _Points(args, in_axes)
         if points.n == 0:
             return self._empty(points, nums)
-        value, grad = self._vg(*points.at(0), **kwargs)
-        tape = self._vg._last.tape
-        values, (out, grads) = np.empty(points.n), self._grad_buffers(tape, points.n)
-        traced_batched = [points.batched[i] for i, *_ in tape._load_plan]
-        baked = [i for i, (b, spec) in enumerate(zip(points.batched, tape.specs))
-                 if b and spec[0] != "f"]
-        if baked or tape.value_dependent or not self._vg._cached(tape):
-            if self._vg._cache:  # with cache=False the user asked for a recording per call
-                self._warn_once("pointwise", self._pointwise_reason(tape, baked))
-            self._store(values, grads, 0, value, grad)
-            for i in range(1, points.n):
-                self._store(values, grads, i, *self._vg(*points.at(i), **kwargs))
-        else:
-            self._run_rounds(tape, points, kwargs, values, out, grads, traced_batched)
-        leaves = [block.reshape((points.n,) + plan[4]).astype(plan[5], copy=False)
-                  for block, plan in zip(grads, tape._grad_plan)]
+        tape, reason, first = self._first(points, kwargs)
+        if reason is not None and self._vg._cache:  # cache=False asked for a recording per call
+            self._warn_once("pointwise", reason)
+        values, leaves = self.evaluate(tape, points, kwargs, pointwise=reason is not None,
+                                       first=first)
         result = tape._assemble(leaves)
         return (values, result) if self._with_value else result
 
-    def _run_rounds(self, tape, points, kwargs, values, out, grads, traced_batched):
+    def _first(self, points, kwargs):
+        """``(tape, reason, result)``: the tape of f at point 0 (``value_and_grad`` records
+        it or replays a cached variant), why it may not run batched at the other points
+        (the warning's message; None if it may), and the value and gradient at point 0."""
+        first = self._vg(*points.at(0), **kwargs)
+        tape = self._vg._last.tape
+        baked = [i for i, (b, spec) in enumerate(zip(points.batched, tape.specs))
+                 if b and spec[0] != "f"]
+        if baked or tape.value_dependent or not self._vg._cached(tape):
+            return tape, self._pointwise_reason(tape, baked), first
+        return tape, None, first
+
+    def evaluate(self, tape, points, kwargs, pointwise=False, threads=None, first=None):
+        """``(values, gradient leaves)`` at every point of ``points`` (n >= 1): the values
+        as an ``(n,)`` array, each differentiated leaf's gradients as an ``(n,) + shape``
+        array of its dtype.  ``tape``: f recorded at one point with these argument shapes
+        (``_first``'s, or one shipped to a Dask worker), run batched, points whose guards
+        fail rerun with their own variant; with ``pointwise`` (or no tape) each point goes
+        through ``value_and_grad`` instead, once (``first``: point 0's result, if known).
+        ``threads``: at most that many (default :func:`num_threads`)."""
+        if tape is None:
+            first = self._vg(*points.at(0), **kwargs)
+            tape, pointwise = self._vg._last.tape, True
+        values, (out, grads) = np.empty(points.n), self._grad_buffers(tape, points.n)
+        if pointwise:
+            for i in range(points.n):
+                self._store(values, grads, i, *(first if i == 0 and first is not None
+                                                 else self._vg(*points.at(i), **kwargs)))
+        else:
+            traced_batched = [points.batched[i] for i, *_ in tape._load_plan]
+            self._run_rounds(tape, points, kwargs, values, out, grads, traced_batched, threads)
+        return values, [block.reshape((points.n,) + plan[4]).astype(plan[5], copy=False)
+                        for block, plan in zip(grads, tape._grad_plan)]
+
+    def _run_rounds(self, tape, points, kwargs, values, out, grads, traced_batched, threads):
         """Batched runs until every point has its result (module docstring)."""
         idx = np.arange(points.n)
         while len(idx):
-            failed = self._run(tape, points, idx, values, out, grads, traced_batched)
+            failed = self._run(tape, points, idx, values, out, grads, traced_batched, threads)
             idx = idx[failed]
             if len(idx):
                 i, idx = idx[0], idx[1:]
@@ -203,7 +248,7 @@ class _Batched:
             vals[pos:pos + plan.cap * size] = np.tile(np.ravel(value), plan.cap)
         return vals, adj, ints, pat
 
-    def _run(self, tape, points, idx, values, out, grads, traced_batched):
+    def _run(self, tape, points, idx, values, out, grads, traced_batched, threads):
         """Evaluate ``tape`` batched at the points ``idx``; store the results of the points
         where its guards hold (``out``: the buffer behind ``grads``) and return the mask of
         those where one does not."""
@@ -226,7 +271,7 @@ class _Batched:
         gout = out if whole else np.empty(n * int(gsize.sum()))
         vout = values if whole else np.empty(n)
         failed = np.zeros(n, np.uint8)
-        threads = max(1, min(num_threads(), -(-n // 64)))
+        threads = max(1, min(threads or num_threads(), -(-n // 64)))
         cap = int(min(plan.cap, -(-n // threads)))
         bounds = np.linspace(0, n, threads + 1).astype(np.int64)
         ext = np.zeros(1, np.int64)
@@ -290,10 +335,10 @@ class _Batched:
                 "points (it used a comparison of traced values as a mask, or reads state "
                 "tapegrad cannot check), so each point is evaluated on its own (slow)")
 
-    def _warn_once(self, what, message):
+    def _warn_once(self, what, message, stacklevel=4):
         if what not in self._warned:
             self._warned.add(what)
-            capture.warn(message, stacklevel=4)
+            capture.warn(message, stacklevel=stacklevel)
 
     def __repr__(self):
         kind = "batch_value_and_grad" if self._with_value else "batch_grad"

@@ -101,11 +101,18 @@ def record_payload(f, argnums, args, data_pos, samples, kwargs):
         capture.warn(f"{name(f)} {reason} while it was recorded, so its tape cannot be "
                      "replayed on other blocks: every block is recorded on its worker "
                      "(correct, but slower)", stacklevel=5)
-    state = {"tapes": tapes, "data_pos": data_pos,
-             "f": _pickle_by_value((f, argnums, kwargs), getattr(f, "__module__", None))}
-    payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    payload = pack(tapes, data_pos, f, argnums, kwargs)
     reusable = reason is None and not guards.unguardable
     return payload, ((guards.check or _always) if reusable else None)
+
+
+def pack(tapes, data_pos, f, argnums, kwargs):
+    """The payload: ``tapes`` (pairs of block shapes and :func:`shipped_file` bytes; the
+    batch path of :mod:`tapegrad.dask` ships one tape, under ``()``), where the data goes
+    among the arguments, and ``(f, argnums, kwargs)`` pickled as :func:`_pickle_by_value` says."""
+    state = {"tapes": tapes, "data_pos": data_pos,
+             "f": _pickle_by_value((f, argnums, kwargs), getattr(f, "__module__", None))}
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _always():
@@ -175,7 +182,7 @@ class Plan:
         self.tapes = {shapes: Tape.load(io.BytesIO(data)) for shapes, data in state["tapes"]}
         self.data_pos = state["data_pos"]
         self.f, self.argnums, self.kwargs = cloudpickle.loads(state["f"])
-        self._recorder, self._lock = None, threading.Lock()
+        self._recorder, self._batched, self._lock = None, {}, threading.Lock()
         STATS["plans loaded", digest] += 1
 
     def __reduce__(self):
@@ -197,6 +204,17 @@ class Plan:
                 self._recorder = api.value_and_grad(self.f, self.argnums)
         STATS["blocks recorded"] += 1
         return self._recorder(*args, **self.kwargs)
+
+
+    def batched(self, cache=True):
+        """This process's ``batch_value_and_grad`` of ``f`` (batch axis first; ``cache`` as
+        the client's): it runs the blocks of ``tapegrad.dask``'s batch path, and records
+        (and, with ``cache``, keeps) the variants of the points whose guards fail."""
+        with self._lock:
+            if cache not in self._batched:
+                from tapegrad.batch import _Batched
+                self._batched[cache] = _Batched(self.f, self.argnums, 0, True, cache)
+        return self._batched[cache]
 
 
 def block_value_and_grad(plan, statics, *blocks):

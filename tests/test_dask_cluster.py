@@ -118,3 +118,39 @@ def test_a_worker_killed_mid_computation_changes_nothing(client):
     # multi-threaded BLAS may add a long matrix product's terms in another order
     oracle = client.submit(blockwise, mlp_sum, params, (Xn, Yn), block, pure=False).result()
     assert_same(result, oracle)
+
+
+# --- batch_grad / batch_value_and_grad on dask arrays (test_dask_batch.py has the rest) -------
+def test_batch_grad_on_workers_equals_in_memory_and_ships_the_tape_once_per_worker(client, rng):
+    from dask_batch_cases import assert_same_tree, lecture_point
+    x = rng.normal(size=20_000)
+    x[12_345] = np.nan
+    xd = client.persist(da.from_array(x, chunks=1000))  # the points live on the workers
+    before = _worker_stats(client)
+    values, grads = tg.batch_value_and_grad(lecture_point)(xd)
+    got = dask.compute(values, grads)
+    after = _worker_stats(client)
+    assert_same_tree(got, tg.batch_value_and_grad(lecture_point)(x))
+    assert np.isnan(got[1][12_345]) and np.isnan(got[1]).sum() == 1
+    loaded = _loaded_per_worker(before, after)
+    assert len({t for per in loaded.values() for t in per}) == 1
+    assert all(n == 1 for per in loaded.values() for n in per.values())
+    assert sum(s.get("batch blocks", 0) - before[w].get("batch blocks", 0) for w, s in after.items()) == 20
+
+
+def test_batch_grad_branches_and_raises_on_workers(client, rng):
+    from dask_batch_cases import (assert_same_tree, branchy_point, example_loss, mlp_params,
+                                  raises_on_large_point)
+    X = rng.normal(size=(3000, 3))
+    X[:, 0] = np.abs(X[:, 0]) * np.where(rng.uniform(size=3000) < 0.5, 1.0, -1.0)
+    X[0, 0] = 1.0  # recorded on the first branch; the other is recorded on the workers
+    Xd = da.from_array(X, chunks=(500, 3))
+    assert_same_tree(tg.batch_grad(branchy_point)(Xd).compute(), tg.batch_grad(branchy_point)(X))
+    params, Y = mlp_params(rng), np.eye(3)[rng.integers(0, 3, 400)]
+    Xm = rng.normal(size=(400, 8))
+    per_example = tg.batch_grad(example_loss, in_axes=(None, 0, 0))
+    got = per_example(params, da.from_array(Xm, chunks=(100, 8)), da.from_array(Y, chunks=(100, 3)))
+    assert_same_tree(dask.compute(got)[0], per_example(params, Xm, Y))
+    X[2222, 1] = 1e3
+    with pytest.raises(ValueError, match="^a point holds a value above 100$"):
+        tg.batch_grad(raises_on_large_point)(da.from_array(X, chunks=(500, 3))).compute()
