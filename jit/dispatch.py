@@ -7,158 +7,15 @@ regenerate; a test fails while this file differs from the generator's output.
 
 ``forward_sweep`` recomputes every entry first to last; ``backward_sweep`` is grad_table:
 seed the output's adjoint, then walk the entries last to first, each adding its
-vector-Jacobian product into its operands' adjoints (see ``interpreter``).  A *segment*
-of elementwise entries (``tapegrad.program.segments``; marked in the last program column)
-runs blocked, chunk by chunk, in ``forward_segment`` and ``backward_segment``.
+vector-Jacobian product into its operands' adjoints (see ``interpreter``).
 """
 from . import optable as T
 from .compile import kernel
 from .interpreter import A_SHIFT, B_SHIFT, B, F
-from .ops_elementwise import (CHUNK_SHIFT, LENGTH, LENGTH_BITS, map_bwd, map_fwd, zip_bwd, zip_bwd_chunk, zip_fwd,
-                              zip_fwd_chunk)
+from .ops_elementwise import map_bwd, map_fwd, zip_bwd, zip_fwd
 from .ops_guard import guard_fails
 
 TABLE = (('AFFINE', 'map'), ('POWC', 'map'), ('EXP', 'map'), ('LOG', 'map'), ('SQRT', 'map'), ('SIN', 'map'), ('COS', 'map'), ('TANH', 'map'), ('LOG1P', 'map'), ('SIGMOID', 'map'), ('ADD', 'zip'), ('SUB', 'zip'), ('MUL', 'zip'), ('DIV', 'zip'), ('POW', 'zip'), ('MAXIMUM', 'zip'), ('WHERE', 'select'), ('ABS', 'map'), ('SIGN', 'map'), ('FLOOR', 'map'), ('CEIL', 'map'), ('TRUNC', 'map'), ('RINT', 'map'), ('ROUND', 'map'), ('CLIP', 'map'), ('SQUARE', 'map'), ('RECIPROCAL', 'map'), ('CBRT', 'map'), ('EXPM1', 'map'), ('EXP2', 'map'), ('LOG2', 'map'), ('LOG10', 'map'), ('SINH', 'map'), ('COSH', 'map'), ('ARCSINH', 'map'), ('ARCCOSH', 'map'), ('ARCTANH', 'map'), ('TAN', 'map'), ('ARCSIN', 'map'), ('ARCCOS', 'map'), ('ARCTAN', 'map'), ('SINC', 'map'), ('DEG2RAD', 'map'), ('RAD2DEG', 'map'), ('MINIMUM', 'zip'), ('FMIN', 'zip'), ('FMAX', 'zip'), ('REMAINDER', 'zip'), ('FMOD', 'zip'), ('FLOOR_DIVIDE', 'zip'), ('ARCTAN2', 'zip'), ('HYPOT', 'zip'), ('LOGADDEXP', 'zip'), ('LOGADDEXP2', 'zip'), ('SUM', 'reduce'), ('MAX', 'reduce'), ('LOGSUMEXP', 'reduce'), ('SOFTMAX', 'reduce'), ('CUMSUM', 'reduce'), ('CUMPROD', 'reduce'), ('MATMUL', 'linalg'), ('GATHER', 'index'), ('GUARD_LT', 'guard'), ('GUARD_LE', 'guard'), ('GUARD_GT', 'guard'), ('GUARD_GE', 'guard'), ('GUARD_EQ', 'guard'), ('GUARD_NE', 'guard'), ('CONCAT', 'variadic'), ('SOLVE', 'decomp'), ('INV', 'decomp'), ('DET', 'decomp'), ('SLOGDET', 'decomp'), ('CHOLESKY', 'decomp'), ('EIGH', 'decomp'), ('SVD', 'decomp'), ('PINV', 'decomp'))
-
-
-@kernel
-def forward_segment(prog, attrs, ints, vals, start, stop, chunk):
-    """Program rows [start, stop), a forward segment: for each chunk of ``chunk`` elements,
-    each row over that chunk, in row order (each element by the same rule as unblocked)."""
-    longest = 0
-    for e in range(start, stop):
-        longest = max(longest, prog[e, 4])
-    for lo in range(0, longest, chunk):
-        for e in range(start, stop):
-            o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
-            if lo >= n:
-                continue
-            m, pe, qe = min(chunk, n - lo), attrs[e, 0], attrs[e, 1]
-            if o == T.AFFINE:         map_fwd(F.AFFINE, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.POWC:         map_fwd(F.POWC, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.EXP:          map_fwd(F.EXP, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.LOG:          map_fwd(F.LOG, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.SQRT:         map_fwd(F.SQRT, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.SIN:          map_fwd(F.SIN, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.COS:          map_fwd(F.COS, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.TANH:         map_fwd(F.TANH, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.LOG1P:        map_fwd(F.LOG1P, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.SIGMOID:      map_fwd(F.SIGMOID, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.ADD:          zip_fwd_chunk(F.ADD, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.SUB:          zip_fwd_chunk(F.SUB, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.MUL:          zip_fwd_chunk(F.MUL, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.DIV:          zip_fwd_chunk(F.DIV, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.POW:          zip_fwd_chunk(F.POW, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.MAXIMUM:      zip_fwd_chunk(F.MAXIMUM, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.ABS:          map_fwd(F.ABS, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.SIGN:         map_fwd(F.SIGN, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.FLOOR:        map_fwd(F.FLOOR, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.CEIL:         map_fwd(F.CEIL, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.TRUNC:        map_fwd(F.TRUNC, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.RINT:         map_fwd(F.RINT, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.ROUND:        map_fwd(F.ROUND, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.CLIP:         map_fwd(F.CLIP, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.SQUARE:       map_fwd(F.SQUARE, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.RECIPROCAL:   map_fwd(F.RECIPROCAL, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.CBRT:         map_fwd(F.CBRT, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.EXPM1:        map_fwd(F.EXPM1, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.EXP2:         map_fwd(F.EXP2, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.LOG2:         map_fwd(F.LOG2, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.LOG10:        map_fwd(F.LOG10, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.SINH:         map_fwd(F.SINH, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.COSH:         map_fwd(F.COSH, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.ARCSINH:      map_fwd(F.ARCSINH, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.ARCCOSH:      map_fwd(F.ARCCOSH, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.ARCTANH:      map_fwd(F.ARCTANH, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.TAN:          map_fwd(F.TAN, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.ARCSIN:       map_fwd(F.ARCSIN, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.ARCCOS:       map_fwd(F.ARCCOS, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.ARCTAN:       map_fwd(F.ARCTAN, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.SINC:         map_fwd(F.SINC, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.DEG2RAD:      map_fwd(F.DEG2RAD, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.RAD2DEG:      map_fwd(F.RAD2DEG, vals, oo + lo, oa + lo, m, pe, qe)
-            elif o == T.MINIMUM:      zip_fwd_chunk(F.MINIMUM, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.FMIN:         zip_fwd_chunk(F.FMIN, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.FMAX:         zip_fwd_chunk(F.FMAX, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.REMAINDER:    zip_fwd_chunk(F.REMAINDER, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.FMOD:         zip_fwd_chunk(F.FMOD, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.FLOOR_DIVIDE: zip_fwd_chunk(F.FLOOR_DIVIDE, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.ARCTAN2:      zip_fwd_chunk(F.ARCTAN2, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.HYPOT:        zip_fwd_chunk(F.HYPOT, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.LOGADDEXP:    zip_fwd_chunk(F.LOGADDEXP, vals, ints, oo, oa, ob, ia, lo, m)
-            elif o == T.LOGADDEXP2:   zip_fwd_chunk(F.LOGADDEXP2, vals, ints, oo, oa, ob, ia, lo, m)
-
-
-
-@kernel
-def backward_segment(prog, attrs, ints, vals, adj, start, stop, chunk):
-    """Program rows [start, stop), a backward segment: for each chunk, each row over that
-    chunk, last row first."""
-    longest = 0
-    for e in range(start, stop):
-        longest = max(longest, prog[e, 4])
-    for lo in range(0, longest, chunk):
-        for e in range(stop - 1, start - 1, -1):
-            need = prog[e, 6]
-            o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
-            if need == 0 or lo >= n:
-                continue
-            m, pe, qe = min(chunk, n - lo), attrs[e, 0], attrs[e, 1]
-            na, nb = (need >> A_SHIFT) & 3, (need >> B_SHIFT) & 3
-            if o == T.AFFINE:         map_bwd(B.AFFINE, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.POWC:         map_bwd(B.POWC, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.EXP:          map_bwd(B.EXP, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.LOG:          map_bwd(B.LOG, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.SQRT:         map_bwd(B.SQRT, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.SIN:          map_bwd(B.SIN, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.COS:          map_bwd(B.COS, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.TANH:         map_bwd(B.TANH, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.LOG1P:        map_bwd(B.LOG1P, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.SIGMOID:      map_bwd(B.SIGMOID, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.ADD:          zip_bwd_chunk(B.ADD, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.SUB:          zip_bwd_chunk(B.SUB, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.MUL:          zip_bwd_chunk(B.MUL, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.DIV:          zip_bwd_chunk(B.DIV, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.POW:          zip_bwd_chunk(B.POW, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.MAXIMUM:      zip_bwd_chunk(B.MAXIMUM, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.ABS:          map_bwd(B.ABS, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.SIGN:         map_bwd(B.SIGN, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.FLOOR:        map_bwd(B.FLOOR, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.CEIL:         map_bwd(B.CEIL, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.TRUNC:        map_bwd(B.TRUNC, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.RINT:         map_bwd(B.RINT, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.ROUND:        map_bwd(B.ROUND, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.CLIP:         map_bwd(B.CLIP, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.SQUARE:       map_bwd(B.SQUARE, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.RECIPROCAL:   map_bwd(B.RECIPROCAL, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.CBRT:         map_bwd(B.CBRT, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.EXPM1:        map_bwd(B.EXPM1, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.EXP2:         map_bwd(B.EXP2, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.LOG2:         map_bwd(B.LOG2, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.LOG10:        map_bwd(B.LOG10, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.SINH:         map_bwd(B.SINH, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.COSH:         map_bwd(B.COSH, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.ARCSINH:      map_bwd(B.ARCSINH, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.ARCCOSH:      map_bwd(B.ARCCOSH, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.ARCTANH:      map_bwd(B.ARCTANH, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.TAN:          map_bwd(B.TAN, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.ARCSIN:       map_bwd(B.ARCSIN, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.ARCCOS:       map_bwd(B.ARCCOS, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.ARCTAN:       map_bwd(B.ARCTAN, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.SINC:         map_bwd(B.SINC, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.DEG2RAD:      map_bwd(B.DEG2RAD, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.RAD2DEG:      map_bwd(B.RAD2DEG, vals, adj, oo + lo, oa + lo, m, pe, qe, na)
-            elif o == T.MINIMUM:      zip_bwd_chunk(B.MINIMUM, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.FMIN:         zip_bwd_chunk(B.FMIN, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.FMAX:         zip_bwd_chunk(B.FMAX, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.REMAINDER:    zip_bwd_chunk(B.REMAINDER, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.FMOD:         zip_bwd_chunk(B.FMOD, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.FLOOR_DIVIDE: zip_bwd_chunk(B.FLOOR_DIVIDE, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.ARCTAN2:      zip_bwd_chunk(B.ARCTAN2, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.HYPOT:        zip_bwd_chunk(B.HYPOT, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.LOGADDEXP:    zip_bwd_chunk(B.LOGADDEXP, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-            elif o == T.LOGADDEXP2:   zip_bwd_chunk(B.LOGADDEXP2, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)
-
 
 
 @kernel
@@ -169,15 +26,8 @@ def forward_sweep(prog, attrs, ints, vals, ext, check):
     outcome it recorded, that guard's program row (the sweep stops there: later entries
     may belong to the other branch).
     """
-    e = 0
-    while e < prog.shape[0]:
+    for e in range(prog.shape[0]):
         o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
-        # (one-element rows, all of scalar code, are never in a segment: one test for them)
-        if n > 1 and prog[e, 7] < 0 and (-prog[e, 7]) & LENGTH:
-            stop = min(e + ((-prog[e, 7]) & LENGTH), prog.shape[0])  # a slice may cut it
-            forward_segment(prog, attrs, ints, vals, e, stop, 1 << ((-prog[e, 7]) >> CHUNK_SHIFT))
-            e = stop
-            continue
         pe, qe = attrs[e, 0], attrs[e, 1]
         if o == T.AFFINE:         map_fwd(F.AFFINE, vals, oo, oa, n, pe, qe)
         elif o == T.POWC:         map_fwd(F.POWC, vals, oo, oa, n, pe, qe)
@@ -268,7 +118,6 @@ def forward_sweep(prog, attrs, ints, vals, ext, check):
         elif o == T.EIGH:         F.EIGH(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
         elif o == T.SVD:          F.SVD(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
         elif o == T.PINV:         F.PINV(vals, ints, oo, oa, ob, n, ia, pe, qe, ext, prog[e, 7])
-        e += 1
     return -1
 
 @kernel
@@ -285,14 +134,7 @@ def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
             adj[j] = 0.0
     for j in range(seed.shape[0]):
         adj[root + j] = seed[j]
-    e = prog.shape[0]
-    while e > 0:
-        e -= 1
-        if prog[e, 4] > 1 and prog[e, 7] < 0 and ((-prog[e, 7]) >> LENGTH_BITS) & LENGTH:
-            start = max(e + 1 - (((-prog[e, 7]) >> LENGTH_BITS) & LENGTH), 0)
-            backward_segment(prog, attrs, ints, vals, adj, start, e + 1, 1 << ((-prog[e, 7]) >> CHUNK_SHIFT))
-            e = start
-            continue
+    for e in range(prog.shape[0] - 1, -1, -1):
         need = prog[e, 6]
         if need == 0:  # no differentiated input upstream, or no path to the output
             continue

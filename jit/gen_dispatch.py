@@ -28,7 +28,6 @@ import os
 import sys
 
 from .interpreter import dispatch_table
-from .ops_elementwise import BLOCKED_FAMILIES
 from .optable import OPS
 
 # family -> (forward call, backward call); ``{name}`` is the row's name.  The variables are
@@ -51,18 +50,6 @@ TEMPLATES["variadic"] = ("F.{name}(vals, ints, ia, oa, oo, n)", "B.{name}(vals, 
 TEMPLATES["guard"] = ("\n            if check and guard_fails(F.{name}, vals, ints, oa, ob, ia):"
                       "\n                return e",
                       "B.{name}(vals, adj, oa, ob)")
-
-# One chunk of an entry in a blocked segment: elements [lo, lo + m) of the output (see
-# ``forward_segment``); only the families in ``ops_elementwise.BLOCKED_FAMILIES``.
-SEGMENT_TEMPLATES = {
-    "map": ("map_fwd(F.{name}, vals, oo + lo, oa + lo, m, pe, qe)",
-            "map_bwd(B.{name}, vals, adj, oo + lo, oa + lo, m, pe, qe, na)"),
-    "zip": ("zip_fwd_chunk(F.{name}, vals, ints, oo, oa, ob, ia, lo, m)",
-            "zip_bwd_chunk(B.{name}, vals, adj, ints, oo, oa, ob, ia, lo, m, na, nb)"),
-}
-if set(SEGMENT_TEMPLATES) != set(BLOCKED_FAMILIES):
-    raise ValueError(f"gen_dispatch: segment templates for {sorted(SEGMENT_TEMPLATES)}, "
-                     f"but the blocked families are {sorted(BLOCKED_FAMILIES)}")
 
 # The batched sweeps: the same call per family, through the loops of ``batch_rules`` that
 # run it flat over all points or once per point (see there).
@@ -92,52 +79,15 @@ regenerate; a test fails while this file differs from the generator's output.
 
 ``forward_sweep`` recomputes every entry first to last; ``backward_sweep`` is grad_table:
 seed the output's adjoint, then walk the entries last to first, each adding its
-vector-Jacobian product into its operands' adjoints (see ``interpreter``).  A *segment*
-of elementwise entries (``tapegrad.program.segments``; marked in the last program column)
-runs blocked, chunk by chunk, in ``forward_segment`` and ``backward_segment``.
+vector-Jacobian product into its operands' adjoints (see ``interpreter``).
 """
 from . import optable as T
 from .compile import kernel
 from .interpreter import A_SHIFT, B_SHIFT, B, F
-from .ops_elementwise import (CHUNK_SHIFT, LENGTH, LENGTH_BITS, map_bwd, map_fwd, zip_bwd, zip_bwd_chunk, zip_fwd,
-                              zip_fwd_chunk)
+from .ops_elementwise import map_bwd, map_fwd, zip_bwd, zip_fwd
 from .ops_guard import guard_fails
 
 TABLE = {table!r}
-
-
-@kernel
-def forward_segment(prog, attrs, ints, vals, start, stop, chunk):
-    """Program rows [start, stop), a forward segment: for each chunk of ``chunk`` elements,
-    each row over that chunk, in row order (each element by the same rule as unblocked)."""
-    longest = 0
-    for e in range(start, stop):
-        longest = max(longest, prog[e, 4])
-    for lo in range(0, longest, chunk):
-        for e in range(start, stop):
-            o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
-            if lo >= n:
-                continue
-            m, pe, qe = min(chunk, n - lo), attrs[e, 0], attrs[e, 1]
-{segment_forward}
-
-
-@kernel
-def backward_segment(prog, attrs, ints, vals, adj, start, stop, chunk):
-    """Program rows [start, stop), a backward segment: for each chunk, each row over that
-    chunk, last row first."""
-    longest = 0
-    for e in range(start, stop):
-        longest = max(longest, prog[e, 4])
-    for lo in range(0, longest, chunk):
-        for e in range(stop - 1, start - 1, -1):
-            need = prog[e, 6]
-            o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
-            if need == 0 or lo >= n:
-                continue
-            m, pe, qe = min(chunk, n - lo), attrs[e, 0], attrs[e, 1]
-            na, nb = (need >> A_SHIFT) & 3, (need >> B_SHIFT) & 3
-{segment_backward}
 
 
 @kernel
@@ -148,20 +98,12 @@ def forward_sweep(prog, attrs, ints, vals, ext, check):
     outcome it recorded, that guard's program row (the sweep stops there: later entries
     may belong to the other branch).
     """
-    e = 0
-    while e < prog.shape[0]:
+    for e in range(prog.shape[0]):
         o, oo, oa, ob, n, ia = prog[e, 0], prog[e, 1], prog[e, 2], prog[e, 3], prog[e, 4], prog[e, 5]
-        # (one-element rows, all of scalar code, are never in a segment: one test for them)
-        if n > 1 and prog[e, 7] < 0 and (-prog[e, 7]) & LENGTH:
-            stop = min(e + ((-prog[e, 7]) & LENGTH), prog.shape[0])  # a slice may cut it
-            forward_segment(prog, attrs, ints, vals, e, stop, 1 << ((-prog[e, 7]) >> CHUNK_SHIFT))
-            e = stop
-            continue
         pe, qe = attrs[e, 0], attrs[e, 1]
 '''
 
-MIDDLE = '''        e += 1
-    return -1
+MIDDLE = '''    return -1
 
 @kernel
 def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
@@ -177,14 +119,7 @@ def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
             adj[j] = 0.0
     for j in range(seed.shape[0]):
         adj[root + j] = seed[j]
-    e = prog.shape[0]
-    while e > 0:
-        e -= 1
-        if prog[e, 4] > 1 and prog[e, 7] < 0 and ((-prog[e, 7]) >> LENGTH_BITS) & LENGTH:
-            start = max(e + 1 - (((-prog[e, 7]) >> LENGTH_BITS) & LENGTH), 0)
-            backward_segment(prog, attrs, ints, vals, adj, start, e + 1, 1 << ((-prog[e, 7]) >> CHUNK_SHIFT))
-            e = start
-            continue
+    for e in range(prog.shape[0] - 1, -1, -1):
         need = prog[e, 6]
         if need == 0:  # no differentiated input upstream, or no path to the output
             continue
@@ -245,26 +180,22 @@ def batch_backward_sweep(prog, attrs, ints, vals, adj, zero, root, rstride, ext,
 '''
 
 
-def _branches(direction, templates=TEMPLATES, rows=OPS, indent="        "):
+def _branches(direction, templates=TEMPLATES):
     width = max(len(row.name) for row in OPS) + len("T.:")
     lines = []
-    for k, row in enumerate(rows):
+    for k, row in enumerate(OPS):
         if row.family not in templates:
             raise ValueError(f"op {row.name}: family {row.family!r} has no call template")
         call = templates[row.family][direction].format(name=row.name)
         test = f"o == T.{row.name}:".ljust(width + len("o == ") + (2 if k == 0 else 0))
-        line = f"{indent}{'if' if k == 0 else 'elif'} {test} {call}"
+        line = f"        {'if' if k == 0 else 'elif'} {test} {call}"
         lines.append("\n".join(part.rstrip() for part in line.split("\n")))
     return "\n".join(lines) + "\n"
 
 
 def source():
     """The text of ``dispatch.py`` for the current op table."""
-    blocked = [row for row in OPS if row.family in BLOCKED_FAMILIES]
-    header = HEADER.replace("{table!r}", repr(dispatch_table()))
-    for direction, part in enumerate(("{segment_forward}", "{segment_backward}")):
-        header = header.replace(part, _branches(direction, SEGMENT_TEMPLATES, blocked, " " * 12))
-    return header + _branches(0) + MIDDLE + _branches(1)
+    return HEADER.replace("{table!r}", repr(dispatch_table())) + _branches(0) + MIDDLE + _branches(1)
 
 
 def batch_source():

@@ -77,27 +77,22 @@ def zip_fwd(f, vals, ints, oo, oa, ob, n, ia):
 def zip_fwd_block(f, vals, ints, oo, oa, ob, ia):
     d0, d1, sa0, sa1, sb0, sb1 = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
     for i in range(d0):
-        zip_fwd_row(f, vals, oo + i * d1, oa + i * sa0, ob + i * sb0, d1, sa1, sb1)
-
-
-@rule
-def zip_fwd_row(f, vals, jo, ja, jb, d1, sa1, sb1):
-    """d1 outputs from jo on, each operand read from ja/jb on at stride sa1/sb1 (1 or 0)."""
-    y = vals[jo:jo + d1]
-    if sa1 == 1 and sb1 == 1:
-        a, b = vals[ja:ja + d1], vals[jb:jb + d1]
-        for k in range(d1):
-            y[k] = f(a[k], b[k])
-    elif sa1 == 1:  # b is one number per row
-        a, vb = vals[ja:ja + d1], vals[jb]
-        for k in range(d1):
-            y[k] = f(a[k], vb)
-    elif sb1 == 1:
-        va, b = vals[ja], vals[jb:jb + d1]
-        for k in range(d1):
-            y[k] = f(va, b[k])
-    else:  # both one number per row
-        y[:] = f(vals[ja], vals[jb])
+        jo, ja, jb = oo + i * d1, oa + i * sa0, ob + i * sb0
+        y = vals[jo:jo + d1]
+        if sa1 == 1 and sb1 == 1:
+            a, b = vals[ja:ja + d1], vals[jb:jb + d1]
+            for k in range(d1):
+                y[k] = f(a[k], b[k])
+        elif sa1 == 1:  # b is one number per row
+            a, vb = vals[ja:ja + d1], vals[jb]
+            for k in range(d1):
+                y[k] = f(a[k], vb)
+        elif sb1 == 1:
+            va, b = vals[ja], vals[jb:jb + d1]
+            for k in range(d1):
+                y[k] = f(va, b[k])
+        else:  # both one number per row
+            y[:] = f(vals[ja], vals[jb])
 
 
 @rule
@@ -123,72 +118,39 @@ def zip_bwd(df, vals, adj, ints, oo, oa, ob, n, ia, need_a, need_b):
 def zip_bwd_block(df, vals, adj, ints, oo, oa, ob, ia, need_a, need_b):
     d0, d1, sa0, sa1, sb0, sb1 = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
     for i in range(d0):
-        zip_bwd_row(df, vals, adj, oo + i * d1, oa + i * sa0, ob + i * sb0, d1, sa1, sb1, need_a, need_b)
-
-
-@rule
-def zip_bwd_row(df, vals, adj, jo, ja, jb, d1, sa1, sb1, need_a, need_b):
-    """The backward of :func:`zip_fwd_row`: a stride-0 operand's terms are summed over the
-    row and written once (never SET)."""
-    g, y = adj[jo:jo + d1], vals[jo:jo + d1]
-    if sa1 == 1 and sb1 == 1:
-        a, b, ga, gb = vals[ja:ja + d1], vals[jb:jb + d1], adj[ja:ja + d1], adj[jb:jb + d1]
-        if need_a == SET and need_b == SET:
+        jo, ja, jb = oo + i * d1, oa + i * sa0, ob + i * sb0
+        g, y = adj[jo:jo + d1], vals[jo:jo + d1]
+        if sa1 == 1 and sb1 == 1:
+            a, b, ga, gb = vals[ja:ja + d1], vals[jb:jb + d1], adj[ja:ja + d1], adj[jb:jb + d1]
+            if need_a == SET and need_b == SET:
+                for k in range(d1):
+                    ga[k], gb[k] = df(g[k], a[k], b[k], y[k])
+            elif need_a == ADD and need_b == ADD:
+                for k in range(d1):
+                    da, db = df(g[k], a[k], b[k], y[k])
+                    ga[k] += da
+                    gb[k] += db
+            else:
+                for k in range(d1):
+                    da, db = df(g[k], a[k], b[k], y[k])
+                    put(ga, k, da, need_a)
+                    put(gb, k, db, need_b)
+        else:  # an operand broadcast along the row: its adjoint is a sum (never SET)
+            sa, sb = 0.0, 0.0
             for k in range(d1):
-                ga[k], gb[k] = df(g[k], a[k], b[k], y[k])
-        elif need_a == ADD and need_b == ADD:
-            for k in range(d1):
-                da, db = df(g[k], a[k], b[k], y[k])
-                ga[k] += da
-                gb[k] += db
-        else:
-            for k in range(d1):
-                da, db = df(g[k], a[k], b[k], y[k])
-                put(ga, k, da, need_a)
-                put(gb, k, db, need_b)
-    else:  # an operand broadcast along the row: its adjoint is a sum (never SET)
-        sa, sb = 0.0, 0.0
-        for k in range(d1):
-            da, db = df(g[k], vals[ja + k * sa1], vals[jb + k * sb1], y[k])
+                da, db = df(g[k], vals[ja + k * sa1], vals[jb + k * sb1], y[k])
+                if sa1 == 0:
+                    sa += da
+                else:
+                    put(adj, ja + k, da, need_a)
+                if sb1 == 0:
+                    sb += db
+                else:
+                    put(adj, jb + k, db, need_b)
             if sa1 == 0:
-                sa += da
-            else:
-                put(adj, ja + k, da, need_a)
+                put(adj, ja, sa, need_a)
             if sb1 == 0:
-                sb += db
-            else:
-                put(adj, jb + k, db, need_b)
-        if sa1 == 0:
-            put(adj, ja, sa, need_a)
-        if sb1 == 0:
-            put(adj, jb, sb, need_b)
-
-
-# The families whose entries may run blocked, and the layout of a segment mark in a program
-# row's last column: -(forward length | backward length << LENGTH_BITS | log2(chunk) <<
-# CHUNK_SHIFT) (``tapegrad.program.mark_segments``, read by the generated sweeps)
-BLOCKED_FAMILIES = ("map", "zip")
-LENGTH_BITS, CHUNK_SHIFT = 21, 42
-LENGTH = (1 << LENGTH_BITS) - 1
-
-
-# --- blocked execution: one chunk of an entry in a segment (``tapegrad.program``) ------------
-# A segment's zip entries are flat: each operand is read at the output's element index (stride
-# 1) or is one number read at stride 0, whose adjoint the program guarantees is not wanted
-# (a chunk's partial sum written at once would change the order of its additions).  Chunks
-# are the same scalar rule on the same elements, so blocked and whole-entry sweeps agree bit
-# for bit.
-
-@rule
-def zip_fwd_chunk(f, vals, ints, oo, oa, ob, ia, lo, m):
-    sa, sb = ints[ia + 3], ints[ia + 5]
-    zip_fwd_row(f, vals, oo + lo, oa + sa * lo, ob + sb * lo, m, sa, sb)
-
-
-@rule
-def zip_bwd_chunk(df, vals, adj, ints, oo, oa, ob, ia, lo, m, need_a, need_b):
-    sa, sb = ints[ia + 3], ints[ia + 5]
-    zip_bwd_row(df, vals, adj, oo + lo, oa + sa * lo, ob + sb * lo, m, sa, sb, need_a, need_b)
+                put(adj, jb, sb, need_b)
 
 
 # --- select: where(c, x, y) ------------------------------------------------------------------

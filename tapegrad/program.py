@@ -25,26 +25,16 @@ Invariants
   other operand of the entry writing that storage first).  Every other adjoint that will
   be accumulated into is in the ``zero`` list.
 * An input is read by reference only if nothing but MATMUL reads its storage.
-* *Segments* (:func:`segments`): runs of consecutive elementwise rows the sweeps execute
-  blocked, chunk by chunk, marked in the last column of a segment's first row (forward)
-  and last row (backward) as ``-(forward length | backward length << LENGTH_BITS |
-  log2(chunk) << CHUNK_SHIFT)`` (``jit.ops_elementwise``); that column is otherwise >= 0 (by-reference slots, MATMUL rows only).  Blocked
-  execution computes every element by the same rule from the same operands in the same
-  order as the whole-entry sweeps, so their results are equal bit for bit.
 """
 from collections import namedtuple
 
 import numpy as np
 
 import tapegrad.jit as J
-from tapegrad.jit.ops_elementwise import BLOCKED_FAMILIES, CHUNK_SHIFT, LENGTH_BITS
 
 # the kept entries, with their first two operands as columns (n-ary entries: 0 and -1)
 _Entries = namedtuple("_Entries", "op out a b iarg offset size need base")
 _ZIP_PATTERN = 6  # (d0, d1, sa0, sa1, sb0, sb1)
-# Blocked execution: rows of at least MIN_SIZE elements form segments, run in chunks of
-# 2**CHUNK_LOG2 elements (module settings, so tests can shrink them; 0 turns blocking off)
-BLOCKING = {"min_size": 4096, "chunk_log2": 9}
 
 
 def operand_rows(tape):
@@ -240,122 +230,7 @@ def program(tape, slots=None, operand_table=False):
             merged[-1][1] = stop
         else:
             merged.append([start, stop])
-    mark_segments(prog, ints, tape.base[tape.out], base_a, np.where(has_b, base_b, -1),
-                  nary_rows | ~has_out)
     result = prog, attrs, np.array(merged, np.int64).reshape(-1, 2), ints
     if operand_table:
         result += ((table_entry, table_at),)
     return result
-
-
-def _flat_operands(prog, ints, rows):
-    """(a_stride, b_stride) of the given zip rows: 1 where the operand is read at the output's
-    element index, 0 where it is one number read at every index, -1 otherwise."""
-    d0, d1, sa0, sa1, sb0, sb1 = ints[prog[rows, 5][:, None] + np.arange(_ZIP_PATTERN)].T
-    def stride(s0, s1):
-        aligned = (s1 == 1) & ((d0 == 1) | (s0 == d1))
-        return np.where(aligned, 1, np.where((s0 == 0) & (s1 == 0), 0, -1))
-    return stride(sa0, sa1), stride(sb0, sb1)
-
-
-def _accesses(row, storage_out, storage_a, storage_b, stride_a, stride_b, backward):
-    """What row reads and writes in one sweep: (storage, offset, writes, broadcast) tuples.
-    Forward: the output's values are written, the operands' read.  Backward (only rows whose
-    adjoint is wanted): the output's adjoint is read, the operands' adjoints written by
-    mode; the values are only read, so they cannot conflict."""
-    oo, oa, ob, need = row[1], row[2], row[3], row[6]
-    if backward:
-        if need == 0:
-            return []
-        found = [(storage_out, oo, False, False)]
-        found += [(s, off, True, st == 0) for s, off, st, shift in
-                  ((storage_a, oa, stride_a, J.A_SHIFT), (storage_b, ob, stride_b, J.B_SHIFT))
-                  if s >= 0 and (need >> shift) & 3]
-        return found
-    found = [(storage_out, oo, True, False), (storage_a, oa, False, stride_a == 0)]
-    return found + ([(storage_b, ob, False, stride_b == 0)] if storage_b >= 0 else [])
-
-
-def _in_order(earlier, later, backward):
-    """Whether chunking keeps the order of two rows' accesses to one storage.  Row i's chunk
-    c touches elements off_i + [c*C, (c+1)*C): element s is reached in chunk (s - off_i)//C.
-    Forward (i before j in a chunk) needs (s - off_i)//C <= (s - off_j)//C for every s, i.e.
-    off_i >= off_j; backward visits j first, so it needs off_j >= off_i.  Reads never
-    conflict; a broadcast operand (one number read in every chunk) conflicts with any write."""
-    (_, off_i, write_i, bc_i), (_, off_j, write_j, bc_j) = earlier, later
-    if not (write_i or write_j):
-        return True
-    if bc_i or bc_j:
-        return False
-    return off_j >= off_i if backward else off_i >= off_j
-
-
-def segments(prog, candidate, accesses, backward):
-    """[(start, stop)] of program rows: maximal runs of ``candidate`` rows, cut where a row
-    would access a storage that an earlier row of the run accesses out of order
-    (:func:`_in_order`); runs of one row are dropped."""
-    found, start, seen = [], -1, {}
-    for e in range(len(prog) + 1):
-        mine = accesses(e) if e < len(prog) and candidate[e] else None
-        clash = mine is not None and any(not _in_order(old, new, backward)
-                                         for new in mine for old in seen.get(new[0], ()))
-        if mine is None or clash:
-            if start >= 0 and e - start >= 2:
-                found.append((start, e))
-            start, seen = (e, {}) if mine is not None else (-1, {})
-        if mine is not None:
-            start = e if start < 0 else start
-            for access in mine:
-                seen.setdefault(access[0], []).append(access)
-    return found
-
-
-def mark_segments(prog, ints, storage_out, storage_a, storage_b, excluded):
-    """Find the forward and backward segments of a program and mark them in its last
-    column (module docstring).  Candidates: map and zip rows of at least
-    ``BLOCKING["min_size"]`` elements (and at least 2) whose zip operands are flat (read at
-    the output's index, or one number that, in the backward sweep, gets no adjoint)."""
-    min_size, chunk_log2 = BLOCKING["min_size"], BLOCKING["chunk_log2"]
-    if not min_size or not len(prog):
-        return
-    family = np.array([row.family for row in J.OPS])[prog[:, 0]]
-    # (the sweeps test the mark of rows of more than one element only: scalar code pays nothing)
-    big = (prog[:, 4] >= max(min_size, 2)) & ~excluded
-    stride_a, stride_b = np.ones(len(prog), np.int64), np.ones(len(prog), np.int64)
-    zips = np.flatnonzero(big & (family == "zip"))
-    stride_a[zips], stride_b[zips] = _flat_operands(prog, ints, zips)
-    flat = big & np.isin(family, BLOCKED_FAMILIES) & (stride_a >= 0) & (stride_b >= 0)
-    if flat.sum() < 2:
-        return
-    mode_a, mode_b = (prog[:, 6] >> J.A_SHIFT) & 3, (prog[:, 6] >> J.B_SHIFT) & 3
-    # a broadcast operand's adjoint would be a sum split across chunks: not blocked backward
-    flat_backward = flat & ((stride_a != 0) | (mode_a == 0)) & ((stride_b != 0) | (mode_b == 0))
-    marks = np.zeros(len(prog), np.int64)
-    for backward, candidate in ((False, flat), (True, flat_backward)):
-        def accesses(e):
-            return _accesses(prog[e], storage_out[e], storage_a[e], storage_b[e],
-                             stride_a[e], stride_b[e], backward)
-        for start, stop in segments(prog, candidate, accesses, backward):
-            if backward:
-                marks[stop - 1] |= (stop - start) << LENGTH_BITS
-            else:
-                marks[start] |= stop - start
-    marked = marks != 0
-    if np.any(prog[marked, 7] != 0):
-        raise AssertionError("tapegrad.program: a segment row has by-reference slots")
-    prog[marked, 7] = -(marks[marked] | chunk_log2 << CHUNK_SHIFT)
-
-
-def segment_table(prog):
-    """(forward, backward, chunks) read back from a program's marks: the [(start, stop)]
-    row ranges of its forward and backward segments and the set of chunk sizes."""
-    forward, backward, chunks = [], [], set()
-    length = (1 << LENGTH_BITS) - 1
-    for r in np.flatnonzero(prog[:, 7] < 0).tolist():
-        mark = int(-prog[r, 7])
-        if mark & length:
-            forward.append((r, r + (mark & length)))
-        if (mark >> LENGTH_BITS) & length:
-            backward.append((r + 1 - ((mark >> LENGTH_BITS) & length), r + 1))
-        chunks.add(1 << (mark >> CHUNK_SHIFT))
-    return forward, backward, chunks
