@@ -264,7 +264,10 @@ class _Batched:
                 xsize.append(size)
             else:
                 shared.append((pos, size, np.asarray(points.leaves[i], np.float64)))
-        xin = np.concatenate([b.ravel() for b in xblocks]) if xblocks else np.zeros(0)
+        if len(xblocks) == 1:  # one batched leaf, usually C-ordered already: no copy
+            xin = np.ascontiguousarray(xblocks[0]).ravel()
+        else:
+            xin = np.concatenate([b.ravel() for b in xblocks]) if xblocks else np.zeros(0)
         xcol = np.cumsum([0] + xsize[:-1]).astype(np.int64)
         gsize = np.array([plan_[2] for plan_ in tape._grad_plan], np.int64)
         gcol = np.cumsum(np.append(0, gsize[:-1])).astype(np.int64)
