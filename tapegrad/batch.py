@@ -244,8 +244,8 @@ class _Batched:
             cache[key] = (plan, plan.template.copy(), np.empty(len(plan.template)), plan.ints.copy(),
                           np.array([1, 0, 0, 1, 0, 1], np.int64))
         _, vals, adj, ints, pat = cache[key]
-        for pos, size, value in shared:
-            vals[pos:pos + plan.cap * size] = np.tile(np.ravel(value), plan.cap)
+        for pos, size, value in shared:  # each point's copy, written in place
+            vals[pos:pos + plan.cap * size].reshape(plan.cap, size)[:] = np.ravel(value)
         return vals, adj, ints, pat
 
     def _run(self, tape, points, idx, values, out, grads, traced_batched, threads):
@@ -269,8 +269,7 @@ class _Batched:
         else:
             xin = np.concatenate([b.ravel() for b in xblocks]) if xblocks else np.zeros(0)
         xcol = np.cumsum([0] + xsize[:-1]).astype(np.int64)
-        gsize = np.array([plan_[2] for plan_ in tape._grad_plan], np.int64)
-        gcol = np.cumsum(np.append(0, gsize[:-1])).astype(np.int64)
+        gsize, gcol = plan.gsize, plan.gcol
         gout = out if whole else np.empty(n * int(gsize.sum()))
         vout = values if whole else np.empty(n)
         failed = np.zeros(n, np.uint8)
@@ -279,7 +278,7 @@ class _Batched:
         bounds = np.linspace(0, n, threads + 1).astype(np.int64)
         ext = np.zeros(1, np.int64)
         common = (np.array(xpos, np.int64), np.array(xsize, np.int64), xcol, gout,
-                  np.array(plan.grads, np.int64), gsize, gcol, vout, n)
+                  plan.grads, gsize, gcol, vout, n)
 
         def work(k):
             vals, adj, ints, pat = self._buffers(plan, tape, shared)

@@ -26,9 +26,10 @@ import tapegrad.jit as J
 from tapegrad.program import program
 
 BatchProgram = namedtuple("BatchProgram", "cap prog attrs ints strides nary zero root rstride "
-                          "template inputs grads")
+                          "template inputs grads gsize gcol")
 _MAP, _ZIP, _SELECT, _VARIADIC = (np.array([row.family == f for row in J.OPS], bool)
                                   for f in ("map", "zip", "select", "variadic"))
+_WRITES = np.array([row.outputs == 1 for row in J.OPS], bool)
 
 
 def _storages(tape):
@@ -63,7 +64,7 @@ def batch_program(tape, cap):
     nary = _SELECT[ops] | _VARIADIC[ops]
     prog = prog.copy()
     strides = np.zeros((len(prog), 6), np.int64)
-    has_out = np.array([J.OPS[o].outputs == 1 for o in ops], bool)
+    has_out = _WRITES[ops]
     prog[:, 1], strides[:, 0] = np.where(has_out, place(prog[:, 1]), 0)
     pos, stride = place(prog[:, 2])
     prog[:, 2] = np.where(nary, prog[:, 2], pos)  # a variadic row keeps its ints start there
@@ -102,7 +103,9 @@ def batch_program(tape, cap):
     template = np.zeros(cap * len(tape.values))
     template[positions.ravel()] = np.broadcast_to(tape.values, (cap, len(tape.values))).ravel()
     inputs = [int(p) for p in place(tape.offset[tape.inputs])[0]]
-    grads = [int(place([start])[0][0]) if needed else -1
-             for _, start, _, needed, *_ in tape._grad_plan]
+    grads = np.array([int(place([start])[0][0]) if needed else -1
+                      for _, start, _, needed, *_ in tape._grad_plan], np.int64)
+    gsize = np.array([size for _, _, size, *_ in tape._grad_plan], np.int64)
+    gcol = np.cumsum(np.append(0, gsize[:-1])).astype(np.int64)  # (N, size) blocks, in order
     return BatchProgram(cap, prog, attrs, ints, strides, table, cap * zero, int(root[0]),
-                        int(rstride[0]), template, inputs, grads)
+                        int(rstride[0]), template, inputs, grads, gsize, gcol)

@@ -1,4 +1,5 @@
-"""Random programs with random branches, batched: ``batch_grad`` against ``grad`` per point.
+"""Random programs with random branches, batched: ``batch_grad`` against ``grad`` per point,
+in memory and on dask arrays.
 
 Each example draws a random program over 1-3 inputs (``random_programs.Builder``), wraps it
 in Python control flow on traced values: an ``if`` on the sum of the first input against a
@@ -60,7 +61,7 @@ def same(a, b):
     return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
 
 
-def check(data, cap):
+def check(data, cap, dask_chunks=None):
     seed = data.draw(st.integers(0, 2 ** 32 - 1))
     rng = np.random.default_rng(seed)
     n_in = data.draw(st.integers(1, 3))
@@ -82,7 +83,16 @@ def check(data, cap):
     args = [np.stack([p[k] for p in points]) if a is not None else x0[k] for k, a in enumerate(in_axes)]
 
     batch_module._MAX_CAP = cap
-    values, grads = tg.batch_value_and_grad(f, argnums=argnums, in_axes=in_axes)(*args)
+    if dask_chunks is not None:  # the batched arguments as dask arrays, in blocks of points
+        import dask
+        import dask.array as da
+        args = [da.from_array(a, chunks=(dask_chunks,) + a.shape[1:]) if ax is not None else a
+                for a, ax in zip(args, in_axes)]
+        with dask.config.set(scheduler="threads"):
+            values, grads = dask.compute(
+                *tg.batch_value_and_grad(f, argnums=argnums, in_axes=in_axes)(*args))
+    else:
+        values, grads = tg.batch_value_and_grad(f, argnums=argnums, in_axes=in_axes)(*args)
     per_point = tg.value_and_grad(f, argnums=argnums)
     for i, p in enumerate(points):
         value, grad = per_point(*[p[k] if a is not None else x0[k] for k, a in enumerate(in_axes)])
@@ -117,5 +127,19 @@ def test_batch_equals_grad_per_point(data):
     # chunks of 1, 3 and the default: a point's result must not depend on its chunk
     try:
         check(data, data.draw(st.sampled_from([1, 3, DEFAULT_CAP])))
+    finally:
+        batch_module._MAX_CAP = DEFAULT_CAP
+
+
+@pytest.mark.filterwarnings("ignore:.*does not depend on the differentiated")
+@pytest.mark.filterwarnings("ignore:.*recorded again on")
+@settings(SETTINGS, max_examples=30)
+@given(st.data())
+def test_batch_on_dask_arrays_equals_grad_per_point(data):
+    """The same programs with the batched arguments as dask arrays in random blocks (threaded
+    scheduler): each block runs the shipped tape, so a block's points may take other branches."""
+    pytest.importorskip("dask.array")
+    try:
+        check(data, DEFAULT_CAP, dask_chunks=data.draw(st.integers(1, 9)))
     finally:
         batch_module._MAX_CAP = DEFAULT_CAP
