@@ -121,20 +121,22 @@ def zip_bwd_block(df, vals, adj, ints, oo, oa, ob, ia, need_a, need_b):
         jo, ja, jb = oo + i * d1, oa + i * sa0, ob + i * sb0
         g, y = adj[jo:jo + d1], vals[jo:jo + d1]
         if sa1 == 1 and sb1 == 1:
+            # a's whole row first, then b's: each loop has one store pattern (it vectorises),
+            # and every element of a storage gets a's term before b's whatever their offsets
+            # (the fused segments' order analysis relies on that)
             a, b, ga, gb = vals[ja:ja + d1], vals[jb:jb + d1], adj[ja:ja + d1], adj[jb:jb + d1]
-            if need_a == SET and need_b == SET:
+            if need_a == SET:
                 for k in range(d1):
-                    ga[k], gb[k] = df(g[k], a[k], b[k], y[k])
-            elif need_a == ADD and need_b == ADD:
+                    ga[k] = df(g[k], a[k], b[k], y[k])[0]
+            elif need_a == ADD:
                 for k in range(d1):
-                    da, db = df(g[k], a[k], b[k], y[k])
-                    ga[k] += da
-                    gb[k] += db
-            else:
+                    ga[k] += df(g[k], a[k], b[k], y[k])[0]
+            if need_b == SET:
                 for k in range(d1):
-                    da, db = df(g[k], a[k], b[k], y[k])
-                    put(ga, k, da, need_a)
-                    put(gb, k, db, need_b)
+                    gb[k] = df(g[k], a[k], b[k], y[k])[1]
+            elif need_b == ADD:
+                for k in range(d1):
+                    gb[k] += df(g[k], a[k], b[k], y[k])[1]
         else:  # an operand broadcast along the row: its adjoint is a sum (never SET)
             sa, sb = 0.0, 0.0
             for k in range(d1):

@@ -22,7 +22,7 @@ from collections import namedtuple
 import numpy as np
 
 import tapegrad.jit as J
-from tapegrad import debug, pytree
+from tapegrad import debug, fusion, pytree
 from tapegrad.config import config
 from tapegrad.keys import leaf_spec
 from tapegrad.program import replayed
@@ -182,12 +182,13 @@ class Replay:
         does not depend on how the interpreter counts its own references.
         """
         local = self._local
+        extra = self._fusion.scratch if self._fusion else 0  # the fused segments' scratch
         if not hasattr(local, "vals"):
-            local.vals, local.adjs, local.unshared = self.values.copy(), [], 0
+            local.vals, local.adjs, local.unshared = np.append(self.values, np.zeros(extra)), [], 0
         for i in range(len(local.adjs)):
             if _refcount(local.adjs, i) <= local.unshared:
                 return local.vals, local.adjs[i]
-        adj = np.empty_like(self.values)
+        adj = np.empty(len(self.values) + extra)
         if len(local.adjs) < _POOL_SIZE:
             local.adjs.append(adj)
             del adj
@@ -242,7 +243,7 @@ class Replay:
                            for node, (_, spec, arg) in zip(self.inputs, traced) if arg in self.argnums]
         self._arg_trees = [pytree.children(self.in_tree)[k] for k in self.argnums]
         self._grad_end = max((start + size for _, start, size, *_ in self._grad_plan), default=0)
-        self._copy_gradients = (self._grad_end < _VIEW_SHARE * len(self.values)
+        self._copy_gradients = (self._grad_end < _VIEW_SHARE * self._touched_arena()
                                 and any(plan[6] == "array" for plan in self._grad_plan))
         self._single_leaf = self.argnums_is_int and self._arg_trees == ["*"]
         self._no_ext = np.zeros(len(self.inputs), np.int64)
@@ -250,6 +251,10 @@ class Replay:
         self._out_plan = (int(self.offset[out]), int(self.size[out]), self.shape(out))
         self._prog_entry = np.flatnonzero(replayed(self))  # program row -> tape entry
         self._check = 1 if self.guards else 0
+
+    def _touched_arena(self):
+        """The arena's length less what fused segments keep in scratch instead."""
+        return len(self.values) - (self._fusion.untouched if self._fusion else 0)
 
     def _load(self, leaves):
         """Bind argument leaves: copy them into this thread's value buffer, or, for inputs
@@ -326,6 +331,10 @@ class Replay:
     def _sweep(self, bound, seed, replay, check=True):
         """Forward (if ``replay``) and backward sweep; -1, or the failed guard's entry (then
         no backward sweep ran)."""
+        if replay and self._fusion and not config.debug_nans:
+            failed = fusion.sweep(self._fusion, self._ints, bound.vals, bound.adj, bound.ext,
+                                  self._out_plan[0], seed, self._check if check else 0)
+            return -1 if failed < 0 else int(self._prog_entry[failed])
         if replay:
             failed = self._replay(bound, check)
             if failed >= 0:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import tapegrad.jit as J
-from tapegrad import tapefile, viz
+from tapegrad import fusion, tapefile, viz
 from tapegrad.keys import static_key  # noqa: F401 - static_key: for importers
 from tapegrad.program import by_reference, program
 from tapegrad.replay import Replay, check_scalar_output  # noqa: F401 - for importers
@@ -88,6 +88,7 @@ class Tape(Replay):
         self._guard_index = {e: k for k, e in enumerate(self._guards)}
         self._slots = by_reference(self)
         self._prog, self._attrs, self._zero, self._ints = program(self)
+        self._fusion = fusion.plan(self, self._prog, self._attrs, self._zero, self._ints)
         self._start_replays()
 
     @classmethod
