@@ -26,6 +26,7 @@ from tapegrad import debug, fusion, pytree
 from tapegrad.config import config
 from tapegrad.keys import leaf_spec
 from tapegrad.program import replayed
+from tapegrad.jit.gradient_sweep import gradient_sweep
 from tapegrad.jit.rows import jacobian_rows
 
 _ONE = np.ones(1)
@@ -331,11 +332,16 @@ class Replay:
     def _sweep(self, bound, seed, replay, check=True):
         """Forward (if ``replay``) and backward sweep; -1, or the failed guard's entry (then
         no backward sweep ran)."""
-        if replay and self._fusion and not config.debug_nans:
-            failed = fusion.sweep(self._fusion, self._ints, bound.vals, bound.adj, bound.ext,
-                                  self._out_plan[0], seed, self._check if check else 0)
+        if replay and not config.debug_nans:  # one compiled call, or the fused pieces
+            check = self._check if check else 0
+            if self._fusion:
+                failed = fusion.sweep(self._fusion, self._ints, bound.vals, bound.adj, bound.ext,
+                                      self._out_plan[0], seed, check)
+            else:
+                failed = gradient_sweep(self._prog, self._attrs, self._ints, bound.vals, bound.adj,
+                                        self._zero, self._out_plan[0], seed, bound.ext, check)
             return -1 if failed < 0 else int(self._prog_entry[failed])
-        if replay:
+        if replay:  # debug_nans: the sweeps one at a time, each checked
             failed = self._replay(bound, check)
             if failed >= 0:
                 return failed
