@@ -219,6 +219,22 @@ class _Transformed:
         grads = tape._gradients(bound.adj)
         return (tape._output(bound.vals), grads) if self._mode == "value_and_grad" else grads
 
+    def _known_tape(self, args, kwargs):
+        """The tape a call with arguments shaped like ``args`` would start replaying (the
+        last variant it ran), without running anything; None if a call would record.  The
+        values of float leaves do not matter (a replay checks its guards), those of
+        everything else do, as for any call."""
+        nums, _ = self._argnums_for(len(args))
+        try:
+            _, treedef, specs, _ = _signature(args, nums)
+            kw = tuple((k, static_key(v)) for k, v in sorted(kwargs.items())) if kwargs else ()
+            entry = self._tapes.get((nums, treedef, specs, kw))
+        except (TypeError, TracedLeaf):
+            return None
+        if entry is None or not (entry[1] is None or not _CHECK_GUARDS or entry[1]()):
+            return None
+        return entry[0].last or entry[0].tapes[0]
+
     def _cached(self, tape):
         """Whether ``tape`` is one of the cached variants (a later call may replay it)."""
         return any(t is tape for entry in list(self._tapes.values()) for t in entry[0].tapes)

@@ -184,11 +184,15 @@ class _Batched:
         (the warning's message; None if it may), and the value and gradient at point 0."""
         first = self._vg(*points.at(0), **kwargs)
         tape = self._vg._last.tape
+        return tape, self._reason(tape, points), first
+
+    def _reason(self, tape, points):
+        """Why ``tape`` may not run batched at ``points`` (the warning's message), or None."""
         baked = [i for i, (b, spec) in enumerate(zip(points.batched, tape.specs))
                  if b and spec[0] != "f"]
         if baked or tape.value_dependent or not self._vg._cached(tape):
-            return tape, self._pointwise_reason(tape, baked), first
-        return tape, None, first
+            return self._pointwise_reason(tape, baked)
+        return None
 
     def evaluate(self, tape, points, kwargs, pointwise=False, threads=None, first=None):
         """``(values, gradient leaves)`` at every point of ``points`` (n >= 1): the values

@@ -280,12 +280,14 @@ def batch_over_blocks(batched, args, in_axes, kwargs):
         result = batched._empty(batch._Points.of(points.trees, first, points.batched, points.leaf_arg, 0), nums)
         out, tree = pytree.flatten(result)
         return pytree.unflatten(tree, [da.from_array(leaf) for leaf in out])
-    for j, value in zip(lazy, dask.compute(*(first[j] for j in lazy))):
-        first[j] = np.asarray(value)
-        if not points.batched[j]:
-            leaves[j] = first[j]
-    tape, reason, _ = batched._first(batch._Points.of(points.trees, first, points.batched,
-                                                      points.leaf_arg, 1), kwargs)
+    tape, reason = _known_tape(batched, points, first, lazy, kwargs), None
+    if tape is None:
+        for j, value in zip(lazy, dask.compute(*(first[j] for j in lazy))):
+            first[j] = np.asarray(value)
+            if not points.batched[j]:
+                leaves[j] = first[j]
+        tape, reason, _ = batched._first(batch._Points.of(points.trees, first, points.batched,
+                                                          points.leaf_arg, 1), kwargs)
     if reason is not None and batched._vg._cache:
         batched._warn_once("pointwise", reason + "; on the Dask workers too", stacklevel=5)
     specs = [((), np.dtype(np.float64))] + [(plan[4], plan[5]) for plan in tape._grad_plan]
@@ -324,6 +326,21 @@ def _batch_chunks(points, da):
             leaf = leaf if leaf.chunks == want else leaf.rechunk(want)
         leaves.append(leaf)
     return chunks, leaves
+
+
+def _known_tape(batched, points, first, lazy, kwargs):
+    """The tape a call at the first point would replay, found from the dask arrays' shapes
+    and dtypes alone (no round trip to the cluster), or None.  Only when every lazy
+    argument is batched and the tape may run batched: the workers check its guards at
+    every point and record the points where they fail, so which cached variant travels
+    does not change any result."""
+    if not lazy or not all(points.batched[j] for j in lazy):
+        return None
+    stand_ins = [np.zeros((1,) + tuple(leaf.shape[1:]), leaf.dtype) if j in lazy else leaf
+                 for j, leaf in enumerate(first)]
+    at = batch._Points.of(points.trees, stand_ins, points.batched, points.leaf_arg, 1)
+    tape = batched._vg._known_tape(at.at(0), kwargs)
+    return tape if tape is not None and batched._reason(tape, at) is None else None
 
 
 def _batch_payload(batched, tape, reason, kwargs):
