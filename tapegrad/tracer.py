@@ -311,9 +311,20 @@ def lift(rec, op, x):
 def _emit(rec, name, args, value, ints=None, floats=()):
     """Record one ``name`` entry reading the nodes ``args`` (its operand list), with its
     integer attributes ``ints`` and its row's float attributes ``floats``."""
+    if ints is None and type(value) is np.float64:  # a 0-d result (numpy gives a scalar)
+        return emit_scalar(rec, C[name], args, float(value), floats)
     # C order whatever numpy chose, so that _window decides alike for every input layout
     value = np.asarray(value, dtype=np.float64, order="C")
     out = Traced(rec, rec.entry(C[name], args, value, ints, floats), value)
     if config.debug_nans:  # keep the entry's source line for NaN reports (tapegrad.debug)
+        EMIT.note_site(rec)
+    return out
+
+
+def emit_scalar(rec, opcode, args, value, floats=()):
+    """:func:`_emit` for an entry with no integer attributes whose value is the Python
+    float ``value``: the same entry, through the recorder's scalar path."""
+    out = Traced(rec, rec.scalar_entry(opcode, args, value, floats), np.array(value))
+    if config.debug_nans:
         EMIT.note_site(rec)
     return out

@@ -12,6 +12,7 @@ import tapegrad as tg
 from tapegrad import tapefile
 from tapegrad.bench import models as M
 from tapegrad.emit import elementwise, shape
+from tapegrad.recorder import ALIAS, CONST, INPUT, Recorder
 from tapegrad.tracer import EMIT
 
 _GENERAL = {"neg": lambda t: elementwise.affine(t, -1.0, 0.0), "getitem": shape.getitem}
@@ -159,3 +160,41 @@ def test_errors_are_the_general_paths(general):
     fast = [_error(case) for case in cases]
     general()
     assert fast == [_error(case) for case in cases]
+
+
+def test_recorder_scalar_rows_are_the_general_rows():
+    """Recorder.scalar_entry / scalar_node append exactly what entry / node append for a
+    0-d value, between entries and nodes of other shapes."""
+    rng = np.random.default_rng(5)
+    general, scalar = Recorder(), Recorder()
+    for rec in (general, scalar):
+        rec.node(np.arange(6.0).reshape(2, 3), INPUT)
+        rec.node(np.array(2.5), INPUT)
+    for step in range(200):
+        value, kind = float(rng.normal()), int(rng.integers(4))
+        if kind == 0:    # an entry with float attributes
+            args, floats = tuple(int(a) for a in rng.integers(0, step + 2, 2)), (1.5, -0.0)
+            assert general.entry(3, args, np.array(value), floats=floats) == \
+                scalar.scalar_entry(3, args, value, floats)
+        elif kind == 1:  # a constant
+            assert general.node(np.array(value), CONST) == scalar.scalar_node(value, CONST)
+        elif kind == 2:  # an element of the 2-d input, and of an alias of it
+            base, start = (0, int(rng.integers(6))) if step % 2 else (step + 1, 0)
+            assert general.node(np.array(value), ALIAS, base, start) == \
+                scalar.scalar_node(None, ALIAS, base, start)
+        else:            # an array entry from the general path in both
+            for rec in (general, scalar):
+                rec.entry(4, (0,), np.full((2, 1), value), ints=(2, 1))
+        assert general.shape(step + 2) == scalar.shape(step + 2) == \
+            ((2, 1) if kind == 3 else ())
+    a, b = general.columns(), scalar.columns()
+    for part in ("entries", "nodes"):
+        for name in a[part]:
+            assert a[part][name].dtype == b[part][name].dtype
+            np.testing.assert_array_equal(a[part][name], b[part][name])
+    for name in ("args", "floats", "values", "ints", "shapes"):
+        assert a[name].dtype == b[name].dtype and np.array_equal(_bits(a[name]), _bits(b[name]))
+    with pytest.raises(ValueError, match="finished recording"):
+        scalar.scalar_entry(3, (0,), 1.0)
+    with pytest.raises(ValueError, match="finished recording"):
+        scalar.scalar_node(1.0, CONST)

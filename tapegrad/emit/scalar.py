@@ -4,7 +4,7 @@ traced values, as code written with Python loops over scalars uses them.
 Each operator first looks for the scalar case: its operands are a 0-d Traced and another
 0-d Traced of the same recording, or a Python ``float``/``int`` (``x[i]``: an int index into
 a 1-d C-contiguous traced array).  Then it computes the value on Python floats and appends
-the entry with :meth:`~tapegrad.recorder.Recorder.scalar_entry`, skipping the general
+the entry with :func:`tapegrad.tracer.emit_scalar`, skipping the general
 emitters' shape, broadcasting and dtype work (~1 us instead of ~5 us per operation).  Every
 other case, and every case where Python's float arithmetic could differ from numpy's (a
 zero divisor, a power other than 2, a NaN result, whose sign bit numpy may set otherwise),
@@ -24,23 +24,15 @@ import operator
 
 import numpy as np
 
-from tapegrad.config import config
 from tapegrad.emit.elementwise import affine as _general_affine
 from tapegrad.emit.elementwise import binary as _general_binary
 from tapegrad.emit.shape import getitem as _general_getitem
 from tapegrad.jit import CODES as C
 from tapegrad.recorder import ALIAS, CONST
-from tapegrad.tracer import EMIT, Traced
+from tapegrad.tracer import EMIT, Traced, emit_scalar
 
 _AFFINE, _POWC = C["AFFINE"], C["POWC"]
 _NAN = float("nan")
-
-
-def _done(rec, node, value):
-    out = Traced(rec, node, np.array(value))
-    if config.debug_nans:  # as tracer._emit does
-        EMIT.note_site(rec)
-    return out
 
 
 def _affine(t, rec, v, p, q):
@@ -50,7 +42,7 @@ def _affine(t, rec, v, p, q):
     value = p * v + q
     if value != value:  # a NaN: numpy's may have another sign bit
         return _general_affine(t, p, q)
-    return _done(rec, rec.scalar_entry(_AFFINE, (t._node,), value, (p, q)), value)
+    return emit_scalar(rec, _AFFINE, (t._node,), value, (p, q))
 
 
 def _operator(name, reflected):
@@ -69,7 +61,7 @@ def _operator(name, reflected):
                     value = fn(a, b) if name != "DIV" or b != 0.0 else _NAN
                     if value == value:
                         args = (o._node, t._node) if reflected else (t._node, o._node)
-                        return _done(rec, rec.scalar_entry(code, args, value), value)
+                        return emit_scalar(rec, code, args, value)
             elif kind is float or kind is int:
                 v = tv.item()
                 if name == "ADD":
@@ -80,13 +72,13 @@ def _operator(name, reflected):
                     return _affine(t, rec, v, -1.0, float(o)) if reflected else \
                         _affine(t, rec, v, 1.0, -float(o))
                 if name == "POW" and not reflected and o == 2 and v == v:
-                    return _done(rec, rec.scalar_entry(_POWC, (t._node,), v * v, (2.0,)), v * v)
+                    return emit_scalar(rec, _POWC, (t._node,), v * v, (2.0,))
                 if name == "DIV" and kind is float and (v if reflected else o) != 0.0:
                     value = o / v if reflected else v / o
                     if value == value:
                         c = rec.scalar_node(o, CONST)  # the general path's constant node
                         args = (c, t._node) if reflected else (t._node, c)
-                        return _done(rec, rec.scalar_entry(code, args, value), value)
+                        return emit_scalar(rec, code, args, value)
         return _general_binary(name, o, t) if reflected else _general_binary(name, t, o)
 
     return scalar_or_general
