@@ -101,9 +101,11 @@ def test_mixed_shapes_and_numpy_numbers_take_the_general_path(general):
     _assert_same_tape(fast, slow)
 
 
-def test_rows_and_strided_values_take_the_general_path(general):
+def test_elements_rows_and_strided_values(general):
     def f(X):
-        return X[0][1] * X[1][0] + X.T[0][1] - X[:, 0][1] + X[::2][0][1]
+        s = X[0][1] * X[1][0] + X.T[0][1] - X[:, 0][1] + X[::2][0][1] + X[-1, -2] * X[2, 1]
+        s = s + X[np.int64(1), 0] + X[1, True * 1] + X[1, ...].sum() + X[(0, slice(None))].sum()
+        return s + X.reshape(3, 1, 2)[1, 0, 1] + X.T[1, 2] + X[1:][1, 0] + X.sum()[()]
 
     X = np.arange(1.0, 7.0).reshape(3, 2)
     fast = tg.record(f, X)
@@ -147,6 +149,10 @@ def test_errors_are_the_general_paths(general):
     cases = [
         lambda: tg.record(lambda x: x[3] + 1.0, np.ones(3)),   # index out of range
         lambda: tg.record(lambda x: x[-4] + 1.0, np.ones(3)),
+        lambda: tg.record(lambda x: x[1, 2] + 1.0, np.ones((2, 2))),
+        lambda: tg.record(lambda x: x[-3, 0] + 1.0, np.ones((2, 2))),
+        lambda: tg.record(lambda x: x[0, 0, 0] + 1.0, np.ones((2, 2))),
+        lambda: tg.record(lambda x: x[0][0] + 1.0, np.ones(2)),
         lambda: tg.record(lambda x: x[0] * 10 ** 400, np.ones(3)),  # int too large for a float
         lambda: leaked[0] + 1.0,                               # a finished recording
         lambda: leaked[0] * leaked[0],

@@ -1,9 +1,9 @@
-"""The scalar fast path: the operators ``+ - * / **``, unary minus and ``x[i]`` on 0-d
-traced values, as code written with Python loops over scalars uses them.
+"""The scalar fast path: the operators ``+ - * / **`` and unary minus on 0-d traced values,
+and ``x[i]`` / ``x[i, j]`` picking one element, as code written with Python loops over scalars uses them.
 
 Each operator first looks for the scalar case: its operands are a 0-d Traced and another
-0-d Traced of the same recording, or a Python ``float``/``int`` (``x[i]``: an int index into
-a 1-d C-contiguous traced array).  Then it computes the value on Python floats and appends
+0-d Traced of the same recording, or a Python ``float``/``int`` (``x[i]``, ``x[i, j]``: an
+int index per axis of a C-contiguous traced array).  Then it computes the value on Python floats and appends
 the entry with :func:`tapegrad.tracer.emit_scalar`, skipping the general
 emitters' shape, broadcasting and dtype work (~1 us instead of ~5 us per operation).  Every
 other case, and every case where Python's float arithmetic could differ from numpy's (a
@@ -93,14 +93,28 @@ def neg(t):
 
 
 def getitem(x, key):
-    """``x[i]`` of a 1-d C-contiguous ``x`` with an int ``i`` in range: a 0-d alias node."""
+    """``x[i]`` of a 1-d, ``x[i, j, ...]`` (an int per axis) of a C-contiguous ``x``, every
+    index in range: a 0-d alias node on element ``start`` of ``x``'s storage."""
     rec, xv = x._rec, x._value
-    if type(key) is int and xv.ndim == 1 and not rec.closed and xv.flags.c_contiguous:
-        n = xv.shape[0]
-        if -n <= key < n:
-            return Traced(rec, rec.scalar_node(None, ALIAS, x._node, key % n), np.array(xv.item(key)))
+    if not rec.closed and xv.flags.c_contiguous:
+        kind = type(key)
+        if kind is int and xv.ndim == 1:
+            n = xv.shape[0]
+            if -n <= key < n:
+                return _element(x, rec, xv, key % n)
+        elif kind is tuple and len(key) == xv.ndim:
+            start = 0
+            for k, n in zip(key, xv.shape):
+                if type(k) is not int or not -n <= k < n:
+                    break
+                start = start * n + k % n
+            else:
+                return _element(x, rec, xv, start)
     return _general_getitem(x, key)
 
+
+def _element(x, rec, xv, start):
+    return Traced(rec, rec.scalar_node(None, ALIAS, x._node, start), np.array(xv.item(start)))
 
 for _name in ("ADD", "SUB", "MUL", "DIV", "POW"):
     _method = "truediv" if _name == "DIV" else _name.lower()
