@@ -1,8 +1,9 @@
 """Recording: the growing columns that become a :class:`~tapegrad.tape.Tape`.
 
-While the user's function runs on traced values, each operation calls :meth:`Recorder.entry`,
-which appends one row to typed columns and writes the result's value into a flat float64
-arena.  The columns are ``array.array``s: flat machine integers and doubles, like numpy's,
+While the user's function runs on traced values, each operation calls :meth:`Recorder.entry`
+(:meth:`Recorder.scalar_entry` for a 0-d result given as a Python float: the same rows,
+without the shape work), which appends one row to typed columns and writes the result's
+value into a flat float64 arena.  The columns are ``array.array``s: flat machine integers and doubles, like numpy's,
 but appending one costs ~40 ns where writing one element of a numpy array costs ~80 ns and
 a doubling numpy column needs bookkeeping per row.  At the end they become numpy arrays.
 No Python object per entry or node is kept; the ``Traced`` objects the user's code holds
