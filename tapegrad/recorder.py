@@ -3,11 +3,11 @@
 While the user's function runs on traced values, each operation calls :meth:`Recorder.entry`
 (:meth:`Recorder.scalar_entry` for a 0-d result given as a Python float: the same rows,
 without the shape work), which appends one row to typed columns and writes the result's
-value into a flat float64 arena.  The columns are ``array.array``s: flat machine integers and doubles, like numpy's,
-but appending one costs ~40 ns where writing one element of a numpy array costs ~80 ns and
-a doubling numpy column needs bookkeeping per row.  At the end they become numpy arrays.
-No Python object per entry or node is kept; the ``Traced`` objects the user's code holds
-are only handles (recorder, node id, value).
+value into a flat float64 arena.  The columns are ``array.array``s: flat machine integers
+and doubles, like numpy's, but appending one costs ~40 ns where writing one element of a
+numpy array costs ~80 ns and a doubling numpy column needs bookkeeping per row.  At the
+end they become numpy arrays.  No Python object per entry or node is kept; the ``Traced``
+objects the user's code holds are only handles (recorder, node id, value).
 
 Invariants
 ----------
@@ -149,7 +149,8 @@ class Recorder:
         ``value`` is a Python float.  Appends the same rows without the shape work."""
         if self.closed:
             self.node(value, OP)  # raises the finished-recording error
-        offsets, ndim, kinds, bases, shape_start, ops, outs, arg_starts, iargs = self._scalar_columns
+        offsets, ndim, kinds, bases, shape_start, ops, outs, arg_starts, iargs = \
+            self._scalar_columns
         out = len(offsets)
         if out >= MAX_NODES:
             raise ValueError(f"a tape holds at most {MAX_NODES} nodes")

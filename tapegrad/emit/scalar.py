@@ -1,14 +1,14 @@
 """The scalar fast path: the operators ``+ - * / **`` and unary minus on 0-d traced values,
-and ``x[i]`` / ``x[i, j]`` picking one element, as code written with Python loops over scalars uses them.
+and ``x[i]`` / ``x[i, j]`` picking one element, as code that loops over scalars uses them.
 
 Each operator first looks for the scalar case: its operands are a 0-d Traced and another
-0-d Traced of the same recording, or a Python ``float``/``int`` (``x[i]``, ``x[i, j]``: an
-int index per axis of a C-contiguous traced array).  Then it computes the value on Python floats and appends
-the entry with :func:`tapegrad.tracer.emit_scalar`, skipping the general
-emitters' shape, broadcasting and dtype work (~1 us instead of ~5 us per operation).  Every
-other case, and every case where Python's float arithmetic could differ from numpy's (a
-zero divisor, a power other than 2, a NaN result, whose sign bit numpy may set otherwise),
-goes to the general emitters.
+0-d Traced of the same recording, or a Python ``float``/``int`` (for indexing: an int per
+axis of a C-contiguous traced array, in range).  Then it computes the value on Python
+floats and appends the entry with :func:`tapegrad.tracer.emit_scalar`, skipping the
+general emitters' shape, broadcasting and dtype work (~1.5 us instead of ~5 us per
+operation).  Every other case, and every case where Python's float arithmetic could differ
+from numpy's (a zero divisor, a power other than 2, a NaN result, whose sign bit numpy may
+set otherwise), goes to the general emitters.
 
 Invariants
 ----------
@@ -16,7 +16,8 @@ Invariants
   nodes, attributes and bit-identical values), and raises nothing they would not: it only
   takes operations whose outcome it knows to be the same.  Python's ``+ - * /`` on floats
   are numpy's float64 operations (IEEE, correctly rounded, no exception except a division
-  by zero, which is left to numpy), except for the sign bit of a NaN, left to numpy too.  ``tests/test_scalar_path.py`` compares both paths.
+  by zero, which is left to numpy), up to the sign bit of a NaN, also left to numpy.
+  ``tests/test_scalar_path.py`` compares both paths.
 * A finished recording, or operands of two recordings, go to the general emitters, which
   raise their errors.
 """
@@ -115,6 +116,7 @@ def getitem(x, key):
 
 def _element(x, rec, xv, start):
     return Traced(rec, rec.scalar_node(None, ALIAS, x._node, start), np.array(xv.item(start)))
+
 
 for _name in ("ADD", "SUB", "MUL", "DIV", "POW"):
     _method = "truediv" if _name == "DIV" else _name.lower()
