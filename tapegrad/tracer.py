@@ -1,8 +1,10 @@
 """Traced values: the handles the user's code holds while a tape is recorded.
 
 A :class:`Traced` is the recorder it belongs to, its node id, and its value computed
-eagerly with numpy (so shapes are known and Python control flow can look at it).  Its
-operators and methods call the *emitters* (:mod:`tapegrad.emit`, one module per op family),
+eagerly with numpy (so shapes are known and Python control flow can look at it); a 0-d
+value is also kept as a Python float, all that the scalar path (:mod:`tapegrad.emit.scalar`)
+computes with, and its numpy value is made when something reads it.  Its operators and
+methods call the *emitters* (:mod:`tapegrad.emit`, one module per op family),
 which check the operands, compute the eager value, work out the entry's integer attributes
 with :mod:`tapegrad.shapes` and append one entry through :func:`_emit`.  The emitters import
 this module, so the operators reach them late, through the ``EMIT`` namespace the emitter
@@ -52,11 +54,24 @@ def is_number(x):
 class Traced:
     """A value being recorded onto a tape.  Behaves like a float64 numpy array."""
 
-    __slots__ = ("_rec", "_node", "_value")
+    # _float: the value as a Python float when it is 0-d, else None.  A scalar made by the
+    # scalar path (tapegrad.emit.scalar) is only that float until ``_value`` is read.
+    __slots__ = ("_rec", "_node", "_array", "_float")
     __array_priority__ = 1000.0
 
-    def __init__(self, rec, node, value):
-        self._rec, self._node, self._value = rec, node, value
+    def __init__(self, rec, node, value, scalar=None):
+        """``value``: the eager value (an array), or None for the 0-d value ``scalar``."""
+        self._rec, self._node, self._array = rec, node, value
+        self._float = scalar if value is None else \
+            value.item() if value.ndim == 0 and value.dtype == np.float64 else None
+
+    @property
+    def _value(self):
+        """The eager value: a float64 numpy array (0-d for a scalar)."""
+        value = self._array
+        if value is None:
+            value = self._array = np.array(self._float)
+        return value
 
     shape = property(lambda self: self._value.shape)
     ndim = property(lambda self: self._value.ndim)
@@ -324,7 +339,7 @@ def _emit(rec, name, args, value, ints=None, floats=()):
 def emit_scalar(rec, opcode, args, value, floats=()):
     """:func:`_emit` for an entry with no integer attributes whose value is the Python
     float ``value``: the same entry, through the recorder's scalar path."""
-    out = Traced(rec, rec.scalar_entry(opcode, args, value, floats), np.array(value))
+    out = Traced(rec, rec.scalar_entry(opcode, args, value, floats), None, value)
     if config.debug_nans:
         EMIT.note_site(rec)
     return out

@@ -47,7 +47,11 @@ def _assert_same_tape(t1, t2):
 
 
 def _seen(values):
-    """(shape, dtype, C order, bits) of each eager value a program saw."""
+    """(shape, dtype, C order, bits) of each eager value a program saw; a 0-d value's
+    Python float (what the scalar path computes with) has the same bits."""
+    for v in values:
+        assert (v._float is None) == (v._value.ndim > 0)
+        assert v._float is None or _bits(v._float) == _bits(v._value)
     return [(v._value.shape, v._value.dtype, v._value.flags.c_contiguous,
              _bits(v._value).tolist()) for v in values]
 

@@ -23,8 +23,6 @@ Invariants
 """
 import operator
 
-import numpy as np
-
 from tapegrad.emit.elementwise import affine as _general_affine
 from tapegrad.emit.elementwise import binary as _general_binary
 from tapegrad.emit.shape import getitem as _general_getitem
@@ -52,19 +50,18 @@ def _operator(name, reflected):
                          "DIV": operator.truediv, "POW": None}[name]
 
     def scalar_or_general(t, o):
-        rec, tv = t._rec, t._value
-        if not tv.ndim and not rec.closed:
+        rec, v = t._rec, t._float
+        if v is not None and not rec.closed:
             kind = type(o)
             if kind is Traced:
-                ov = o._value
-                if o._rec is rec and not ov.ndim and fn is not None:
-                    a, b = (ov.item(), tv.item()) if reflected else (tv.item(), ov.item())
+                w = o._float
+                if o._rec is rec and w is not None and fn is not None:
+                    a, b = (w, v) if reflected else (v, w)
                     value = fn(a, b) if name != "DIV" or b != 0.0 else _NAN
                     if value == value:
                         args = (o._node, t._node) if reflected else (t._node, o._node)
                         return emit_scalar(rec, code, args, value)
             elif kind is float or kind is int:
-                v = tv.item()
                 if name == "ADD":
                     return _affine(t, rec, v, 1.0, float(o))
                 if name == "MUL":
@@ -87,9 +84,9 @@ def _operator(name, reflected):
 
 def neg(t):
     """``-t``: AFFINE(-1, 0)."""
-    rec, tv = t._rec, t._value
-    if not tv.ndim and not rec.closed:
-        return _affine(t, rec, tv.item(), -1.0, 0.0)
+    rec, v = t._rec, t._float
+    if v is not None and not rec.closed:
+        return _affine(t, rec, v, -1.0, 0.0)
     return _general_affine(t, -1.0, 0.0)
 
 
@@ -115,7 +112,7 @@ def getitem(x, key):
 
 
 def _element(x, rec, xv, start):
-    return Traced(rec, rec.scalar_node(None, ALIAS, x._node, start), np.array(xv.item(start)))
+    return Traced(rec, rec.scalar_node(None, ALIAS, x._node, start), None, xv.item(start))
 
 
 for _name in ("ADD", "SUB", "MUL", "DIV", "POW"):
