@@ -52,6 +52,9 @@ def plan(tape, prog, attrs, zero, ints):
     min_size, chunk = FUSION["min_size"], FUSION["chunk"]
     if not min_size or len(prog) < 2:
         return None
+    big = (prog[:, 4] >= max(min_size, 2)) & np.isin(_FAMILY[prog[:, 0]], ("map", "zip"))
+    if not big.any():  # (the common case, scalar code: decided without a Python loop)
+        return None
     if chunk <= 0 or chunk % SUM_BLOCK:
         raise ValueError(f"FUSION['chunk'] must be a positive multiple of {SUM_BLOCK}, got {chunk}")
     facts = _Facts(tape, prog, ints)
