@@ -83,7 +83,9 @@ def _signature(args, argnums):
         before = len(leaves)
         children.append(pytree.walk(arg, leaves))
         leaf_arg += [k] * (len(leaves) - before)
-    specs = tuple(leaf_spec(x, k in argnums, k) for x, k in zip(leaves, leaf_arg))
+    specs = tuple(_FLOAT_SPEC if type(x) is float
+                  else ("f", x.shape, x.dtype.str, "array") if type(x) is np.ndarray and x.dtype.kind == "f"
+                  else leaf_spec(x, k in argnums, k) for x, k in zip(leaves, leaf_arg))
     return leaves, ("tuple", tuple(children)), specs, tuple(leaf_arg)
 
 

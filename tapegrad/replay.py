@@ -281,14 +281,16 @@ class Replay:
         ext = np.zeros(len(self.inputs), np.int64) if self._slots else self._no_ext
         keep = []
         for i, start, size, is_float, slot in self._load_plan:
+            leaf = leaves[i]
             if slot:
-                arr = np.ascontiguousarray(leaves[i], dtype=np.float64)
-                keep.append(arr)
-                ext[slot - 1] = arr.ctypes.data
+                if not (type(leaf) is np.ndarray and leaf.dtype == np.float64 and leaf.flags.c_contiguous):
+                    leaf = np.ascontiguousarray(leaf, dtype=np.float64)
+                keep.append(leaf)
+                ext[slot - 1] = leaf.ctypes.data
             elif is_float:
-                vals[start] = leaves[i]
+                vals[start] = leaf
             else:
-                vals[start:start + size] = np.ravel(leaves[i])
+                vals[start:start + size] = leaf.reshape(-1) if type(leaf) is np.ndarray else np.ravel(leaf)
         return _Bound(vals, adj, ext, keep)
 
     def _output(self, vals):
