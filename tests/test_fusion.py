@@ -24,7 +24,7 @@ from tapegrad.jit.ops_reduce import SUM_BLOCK
 @contextlib.contextmanager
 def fusing(min_size, chunk=SUM_BLOCK):
     old = dict(fusion.FUSION)
-    fusion.FUSION.update(min_size=min_size, chunk=chunk)
+    fusion.FUSION.update(min_size=min_size, min_size_recompute=min_size, chunk=chunk)
     try:
         yield
     finally:
@@ -146,6 +146,11 @@ def test_fusion_is_off_for_small_arrays_by_default():
     tape = tg.record(rosenbrock, np.ones(100))
     assert tape._fusion is None
     assert tg.record(rosenbrock, np.ones(fusion.FUSION["min_size"] + 1))._fusion is not None
+    # a segment that is not a one-pass closing sum is fused only from min_size_recompute
+    def logged(x):
+        return tnp.log(tnp.sum(tnp.exp(-x * x)))
+    assert tg.record(logged, np.ones(fusion.FUSION["min_size"] + 1))._fusion is None
+    assert tg.record(logged, np.ones(fusion.FUSION["min_size_recompute"] + 1))._fusion is not None
 
 
 def test_bad_chunk_is_refused():
