@@ -59,14 +59,18 @@ def gemm(ta, tb, m, n, k, x, y, beta, z, oz):
         return
     if m == 1 and n == 1:  # a dot product: BLAS gemm takes 4-6x as long (it packs)
         px, py = float_pointer(x), float_pointer(y)
-        r0 = r1 = r2 = r3 = 0.0
-        top = k - k % 4
-        for i in range(0, top, 4):
+        r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0  # 8 chains: LLVM packs them in vectors
+        top = k - k % 8
+        for i in range(0, top, 8):
             r0 += px[i] * py[i]
             r1 += px[i + 1] * py[i + 1]
             r2 += px[i + 2] * py[i + 2]
             r3 += px[i + 3] * py[i + 3]
-        s = (r0 + r1) + (r2 + r3)
+            r4 += px[i + 4] * py[i + 4]
+            r5 += px[i + 5] * py[i + 5]
+            r6 += px[i + 6] * py[i + 6]
+            r7 += px[i + 7] * py[i + 7]
+        s = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
         for i in range(top, k):
             s += px[i] * py[i]
         z[oz] = s if beta == 0.0 else z[oz] + s
