@@ -87,7 +87,7 @@ SOA_TEMPLATES = {
               "\n                guard_b(F.{name}, vals, ints, oa, ob, ia, npts, 1, 1, failed)",
               "B.{name}(vals, adj, oa, ob)"),
     "SUM": ("soa_sum_fwd(vals, ints, oo, oa, ia, pe, ext, npts, cap, work)",
-            "B.{name}(vals, adj, ints, oo, oa, ob, n * cap, ia, pe, qe, na, nb, ext, 0)"),
+            "soa_sum_bwd(adj, ints, oo, oa, ia, pe)"),
     "GATHER": ("soa_gather_fwd(vals, ints, oo, oa, n, ia, cap)", "soa_gather_bwd(adj, ints, oo, oa, n, ia, cap)"),
 }
 _SOA_COLUMNS = ("F.{name}(vals, ints, oo, oa, ob, n * cap, ia, pe, qe, ext, 0)",
@@ -172,7 +172,8 @@ from .batch_rules import (array_bwd_b, array_fwd_b, guard_b, map_bwd_b, map_fwd_
 from .compile import kernel
 from .interpreter import A_SHIFT, B_SHIFT, B, F
 from .ops_elementwise import map_bwd, map_fwd
-from .soa_rules import soa_gather_bwd, soa_gather_fwd, soa_sum_fwd, soa_zip_bwd, soa_zip_fwd
+from .soa_rules import (soa_gather_bwd, soa_gather_fwd, soa_sum_bwd, soa_sum_fwd, soa_zip_bwd,
+                        soa_zip_fwd)
 
 TABLE = {table!r}
 SOA_OPS = {soa_ops!r}  # the rows the points-minor sweeps have a branch for
@@ -195,8 +196,7 @@ def batch_backward_sweep(prog, attrs, ints, vals, adj, zero, root, rstride, ext,
     """grad_table at ``npts`` points: seed each point's output adjoint with 1.0, then walk
     the entries last to first (``zero`` holds the blocks to clear, already batched)."""
     for r in range(zero.shape[0]):
-        for j in range(zero[r, 0], zero[r, 1]):
-            adj[j] = 0.0
+        adj[zero[r, 0]:zero[r, 1]] = 0.0  # a slice: a loop over indices is 3x slower
     for b in range(npts):
         adj[root + b * rstride] = 1.0
     for e in range(prog.shape[0] - 1, -1, -1):
@@ -230,8 +230,7 @@ def soa_backward_sweep(prog, attrs, ints, vals, adj, zero, root, ext, npts, cap,
     """grad_table at the ``npts`` points of a points-minor chunk: seed each point's output
     adjoint with 1.0 (point b's at root + b), then walk the entries last to first."""
     for r in range(zero.shape[0]):
-        for j in range(zero[r, 0], zero[r, 1]):
-            adj[j] = 0.0
+        adj[zero[r, 0]:zero[r, 1]] = 0.0  # a slice: a loop over indices is 3x slower
     for b in range(npts):
         adj[root + b] = 1.0
     for e in range(prog.shape[0] - 1, -1, -1):

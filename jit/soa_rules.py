@@ -140,6 +140,21 @@ def soa_sum_fwd(vals, ints, oo, oa, ia, p, ext, npts, cap, work):
 
 
 @rule
+def soa_sum_bwd(adj, ints, oo, oa, ia, p):
+    """SUM's adjoint, ``ints[ia:]`` = (pre, m, post * cap): each operand element adds
+    ``p * g`` (the product the one-point rule adds), here over array views, so that it
+    vectorises."""
+    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
+    for i in range(pre):
+        g = adj[oo + i * post:oo + (i + 1) * post]
+        for k in range(m):
+            row = oa + (i * m + k) * post
+            ga = adj[row:row + post]
+            for j in range(post):
+                ga[j] += p * g[j]
+
+
+@rule
 def soa_gather_fwd(vals, ints, oo, oa, n, ia, cap):
     for j in range(n):
         src, dst = oa + ints[ia + j] * cap, oo + j * cap
