@@ -3,9 +3,10 @@
 ``batch_grad(f, argnums, in_axes)(*args)`` is ``jax.vmap(jax.grad(f, argnums), in_axes)``:
 the gradient at every point of the batched arguments, stacked on a new leading axis.  It
 is a transformation of the tape, not a loop over points in Python: the tape recorded at
-the first point is laid out for a chunk of points (``tapegrad.batchprog``) and one
-compiled call per thread runs all its chunks (``tapegrad.jit.batching``); elementwise
-entries run as vector loops over the points, the rest once per point.
+the first point is laid out for a chunk of points (``tapegrad.batchprog``: points-minor
+when every entry supports it, else points-major) and one compiled call per thread runs
+all its chunks (``tapegrad.jit.batching``); entries run as vector loops over the points
+(points-major: only elementwise ones on whole storages, the rest once per point).
 
 Invariants
 ----------

@@ -1,22 +1,40 @@
 """A tape's *batched program*: its program laid out for ``cap`` points at once.
 
 The batch transformation of a tape (``tapegrad.batch``) keeps every entry and gives every
-node a leading point axis: each storage of the one-point arena (per-point size s, offset
-o) becomes ``cap`` copies side by side, point b's at ``cap * o + b * s``; a view at
-``o + d`` inside it is at ``cap * o + b * s + d``.  An entry then reads, for each operand,
-a point-0 position and a per-point stride, and runs flat over all points (elementwise
-entries whose operands are whole storages of the output's size: scalar code becomes
-vector code) or once per point (everything else), see ``tapegrad.jit.batch_rules``.
+node a point axis, in one of two layouts of the work arena:
+
+* *points-minor* (:func:`points_minor_program`, ``minor``): element j of point b of a node
+  at one-point offset o sits at ``cap * (o + j) + b``.  Every offset is scaled by ``cap``,
+  so a node of n elements, a view (``x[1:]``) as much as a whole storage, is one contiguous
+  run of ``n * cap`` floats and every entry runs once over all points, the elementwise ones
+  with the one-point loops as they are (``tapegrad.jit.soa_rules``).  Used when every entry
+  of the program has a points-minor branch (``batch_dispatch.SOA_OPS``: all but MATMUL and
+  the decompositions, which call BLAS/LAPACK on each point's contiguous matrices).
+* *points-major* (:func:`batch_program`): each storage of the one-point arena (per-point
+  size s, offset o) becomes ``cap`` copies side by side, point b's at ``cap * o + b * s``;
+  a view at ``o + d`` inside it is at ``cap * o + b * s + d``.  An entry then reads, for
+  each operand, a point-0 position and a per-point stride, and runs flat over all points
+  (elementwise entries whose operands are whole storages of the output's size) or once per
+  point (everything else), see ``tapegrad.jit.batch_rules``.
 
 Invariants
 ----------
 * Built from ``program(tape, slots={})``: the one-point program with every input in the
   arena (a by-reference input would have one address for all points).  Same entries,
-  same need bits, same SET/ADD modes: each point's copy is a storage of its own, laid out
-  as in the one-point arena, so the proof of ``program.assignable`` holds per point, and
-  a flat entry writes each element once just as the one-point kernel does.
-* Every position is inside the ``cap * arena`` buffer: the storages tile the one-point
-  arena (checked), so ``cap * o + (cap - 1) * s + d < cap * (o + s)``.
+  same need bits, same SET/ADD modes.  Points-major, each point's copy is a storage of its
+  own laid out as in the one-point arena, so the proof of ``program.assignable`` holds per
+  point; points-minor, each point's elements are those of the one-point arena with every
+  offset scaled, and each loop visits a point's elements in the one-point order, so it
+  holds per point too.  A flat entry writes each element once as the one-point kernel does.
+* Every position is inside the ``cap * arena`` buffer: points-major, the storages tile the
+  one-point arena (checked), so ``cap * o + (cap - 1) * s + d < cap * (o + s)``;
+  points-minor, ``cap * (o + j) + b < cap * len(arena)``.  Points-minor int attributes
+  that count elements are scaled by ``cap`` in the program's own copy of the int arena: a
+  zip's broadcast pattern (rows without a broadcast along them), the (pre, m, post) of a
+  reduction (post * cap columns: each point's column is the one-point column), CONCAT's
+  widths, the n-ary operand offsets.
+* A points-minor chunk computes all ``cap`` slots: ``cap`` is cut to the points one
+  thread evaluates (:func:`plan_for`).
 """
 from collections import namedtuple
 
