@@ -115,6 +115,26 @@ def zip_bwd(df, vals, adj, ints, oo, oa, ob, n, ia, need_a, need_b):
 
 
 @rule
+def zip_bwd_a(df, g, a, b, y, ga, mode):
+    if mode == SET:
+        for k in range(g.shape[0]):
+            ga[k] = df(g[k], a[k], b[k], y[k])[0]
+    else:
+        for k in range(g.shape[0]):
+            ga[k] += df(g[k], a[k], b[k], y[k])[0]
+
+
+@rule
+def zip_bwd_b(df, g, a, b, y, gb, mode):
+    if mode == SET:
+        for k in range(g.shape[0]):
+            gb[k] = df(g[k], a[k], b[k], y[k])[1]
+    else:
+        for k in range(g.shape[0]):
+            gb[k] += df(g[k], a[k], b[k], y[k])[1]
+
+
+@rule
 def zip_bwd_block(df, vals, adj, ints, oo, oa, ob, ia, need_a, need_b):
     d0, d1, sa0, sa1, sb0, sb1 = ints[ia], ints[ia + 1], ints[ia + 2], ints[ia + 3], ints[ia + 4], ints[ia + 5]
     for i in range(d0):
@@ -124,19 +144,13 @@ def zip_bwd_block(df, vals, adj, ints, oo, oa, ob, ia, need_a, need_b):
             # a's whole row first, then b's: each loop has one store pattern (it vectorises),
             # and every element of a storage gets a's term before b's whatever their offsets
             # (the fused segments' order analysis relies on that)
-            a, b, ga, gb = vals[ja:ja + d1], vals[jb:jb + d1], adj[ja:ja + d1], adj[jb:jb + d1]
-            if need_a == SET:
-                for k in range(d1):
-                    ga[k] = df(g[k], a[k], b[k], y[k])[0]
-            elif need_a == ADD:
-                for k in range(d1):
-                    ga[k] += df(g[k], a[k], b[k], y[k])[0]
-            if need_b == SET:
-                for k in range(d1):
-                    gb[k] = df(g[k], a[k], b[k], y[k])[1]
-            elif need_b == ADD:
-                for k in range(d1):
-                    gb[k] += df(g[k], a[k], b[k], y[k])[1]
+            # (each loop in a function of its own: LLVM vectorised only the first of two
+            # loops written one after the other here, measured 0.4-0.6 against 0.12 ns/element)
+            a, b = vals[ja:ja + d1], vals[jb:jb + d1]
+            if need_a:
+                zip_bwd_a(df, g, a, b, y, adj[ja:ja + d1], need_a)
+            if need_b:
+                zip_bwd_b(df, g, a, b, y, adj[jb:jb + d1], need_b)
         else:  # an operand broadcast along the row: its adjoint is a sum (never SET)
             sa, sb = 0.0, 0.0
             for k in range(d1):

@@ -5,10 +5,16 @@ at a time (~5 ns for exp, 4-16 ns for sin or cos by the size of x) while arithme
 vectorises.  These are
 plain arithmetic.
 
-``vexp``: a Cody-Waite reduction x = k ln2 + r with |r| <= ln2/2, a degree-13 Taylor
-polynomial for e^r (truncation error below 1e-17 relative) and scaling by 2^k built from
-its bit pattern.  Measured against numpy over the whole range it is within 2 ulp
-(tests/test_vmath.py).
+``vexp``: x = (128 k + j) ln2/128 + r with |r| <= ln2/256 (ln2/128 split in two, the first
+part short enough that its product with the integer is exact), so e^x = 2^k 2^(j/128) e^r:
+2^(j/128) comes from a 128-entry table (a double and its relative rounding error, made at
+import from 60-digit decimals), e^r - 1 from a degree-5 polynomial (ARM's optimized-routines
+coefficients), and 2^k is built from its bit pattern in two factors so that a subnormal result
+is rounded once.  The integer comes from the bits of c N/ln2 + 1.5 2^52 (no float-to-int
+conversion, which needs AVX-512DQ to vectorise) and the table reads are vector gathers.
+Measured against numpy over the whole range it is within 1 ulp (tests/test_vmath.py).  It
+did vectorise in its earlier form too (a degree-13 Taylor polynomial, no table), but cost
+~46 vector operations per four elements against ~30 now: ~1.5x faster.
 
 ``vsin``/``vcos``: one branch-free path for every double, no fallback to libm (a call on
 any path would keep the loop from vectorising, and LLVM speculates libm's sin into every
@@ -33,6 +39,7 @@ without fastmath).
 Rules too big for LLVM's inliner are compiled with ``rule(inline=True)``: a call left in
 an elementwise loop keeps it from vectorising.
 """
+import decimal
 import math
 
 import numpy as np
@@ -42,9 +49,34 @@ from numba.extending import intrinsic
 
 from .compile import rule
 
-LOG2E = 1.4426950408889634
-LN2_HI = 6.93147180369123816490e-01  # trailing zero bits: k * LN2_HI is exact for |k| < 2^11
-LN2_LO = 1.90821492927058770002e-10
+EXP_BITS = 7  # e^x = 2^(k + j/128) e^r: a 128-entry table of 2^(j/128) and |r| <= ln2/256
+EXP_N = 1 << EXP_BITS
+
+
+def _exp_constants():
+    """N/ln2; ln2/N as hi + lo with hi of 33 bits (kd * hi is exact for |kd| < 2^20); and the
+    table: row j is 2^(j/N) rounded to a double s_j and (2^(j/N) - s_j) / s_j, both from
+    60-digit decimals."""
+    ctx = decimal.Context(prec=60)
+    ln2 = ctx.ln(decimal.Decimal(2))
+    step = ctx.divide(ln2, EXP_N)
+    hi = math.ldexp(round(math.ldexp(float(step), 40)), -40)  # 2^-8 <= ln2/N < 2^-7: 33 bits
+    lo = float(ctx.subtract(step, decimal.Decimal(hi)))
+    rows = []
+    for j in range(EXP_N):
+        exact = ctx.power(decimal.Decimal(2), ctx.divide(decimal.Decimal(j), EXP_N))
+        s = float(exact)
+        rows.append([s, float(ctx.divide(ctx.subtract(exact, decimal.Decimal(s)), decimal.Decimal(s)))])
+    return float(ctx.divide(EXP_N, ln2)), hi, lo, np.array(rows).ravel()
+
+
+N_OVER_LN2, LN2_N_HI, LN2_N_LO, EXP_TABLE = _exp_constants()
+# e^r - 1 ~ r + r^2 (E2 + r E3) + r^4 (E4 + r E5) on |r| <= ln2/256 (ARM's optimized-routines
+# exp, abs error 1.6 2^-66)
+E2, E3, E4, E5 = map(float.fromhex, ["0x1.ffffffffffdbdp-2", "0x1.555555555543cp-3", "0x1.55555cf172b91p-5",
+                                      "0x1.1111167a4d017p-7"])
+ROUNDER = 1.5 * 2.0 ** 52  # (t + ROUNDER) - ROUNDER rounds |t| < 2^51 to an integer
+ROUNDER_BITS = 0x4338000000000000  # its bit pattern: bits(t + ROUNDER) - ROUNDER_BITS is that integer
 
 
 @intrinsic
@@ -61,34 +93,27 @@ def _bits_of_float(typingctx, x):
     return types.int64(types.float64), codegen
 
 
-@rule
+@rule(inline=True)
 def pow2(k):
     """2.0**k for an integer k in [-1022, 1023], from its IEEE bit pattern."""
     return _float_from_bits((k + 1023) << 52)
 
 
-@rule
+@rule(inline=True)
 def vexp(x):
+    """e^x within 1 ulp of numpy's for every double (module docstring)."""
     c = min(max(x, -746.0), 710.0)  # beyond these e^x is 0 or inf anyway
-    kf = float(int(c * LOG2E + 1100.5)) - 1100.0  # round to nearest: the sum is > 0, so int() floors
-    r = (c - kf * LN2_HI) - kf * LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    k = int(kf)
+    t = c * N_OVER_LN2 + ROUNDER  # the integer nearest c N/ln2, as float and as bits
+    kd = t - ROUNDER
+    ki = _bits_of_float(t) - ROUNDER_BITS
+    r = (c - kd * LN2_N_HI) - kd * LN2_N_LO
+    j = (ki & (EXP_N - 1)) * 2
+    s, tail = EXP_TABLE[j], EXP_TABLE[j + 1]
+    r2 = r * r
+    p = tail + r + r2 * (E2 + r * E3) + r2 * r2 * (E4 + r * E5)
+    k = ki >> EXP_BITS
     k1 = k >> 1  # two factors keep each power of two normal, so underflow rounds once
-    y = p * pow2(k1) * pow2(k - k1)
+    y = (s + s * p) * pow2(k1) * pow2(k - k1)
     return y if x == x else x
 
 
@@ -125,7 +150,6 @@ def quarter_turns_table():
 
 
 QUARTERS = quarter_turns_table()
-ROUNDER = 1.5 * 2.0 ** 52  # (t + ROUNDER) - ROUNDER rounds |t| < 2^51 to an integer
 SPLIT = 2.0 ** 27 + 1.0  # Veltkamp's splitter: 26 + 26 bits
 PIO2_HI, PIO2_LO = 1.5707963267948966, 6.123233995736766e-17
 PIO2_HH = PIO2_HI * SPLIT - (PIO2_HI * SPLIT - PIO2_HI)

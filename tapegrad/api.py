@@ -62,14 +62,30 @@ def _normalize_argnums(argnums, nargs):
     return normal, is_int
 
 
+_FLOAT_SPEC = ("f", (), "<f8", "float")
+
+
 def _signature(args, argnums):
     """(leaves, treedef, specs, leaf_arg) of the arguments; raises on bad float arguments."""
+    specs = []  # the common call, every argument a float or a float array: no walk needed
+    for x in args:
+        if type(x) is float:
+            specs.append(_FLOAT_SPEC)
+        elif type(x) is np.ndarray and x.dtype.kind == "f":
+            specs.append(("f", x.shape, x.dtype.str, "array"))
+        else:
+            break
+    else:
+        n = len(args)
+        return list(args), ("tuple", ("*",) * n), tuple(specs), tuple(range(n))
     leaves, leaf_arg, children = [], [], []
     for k, arg in enumerate(args):
         before = len(leaves)
         children.append(pytree.walk(arg, leaves))
         leaf_arg += [k] * (len(leaves) - before)
-    specs = tuple(leaf_spec(x, k in argnums, k) for x, k in zip(leaves, leaf_arg))
+    specs = tuple(_FLOAT_SPEC if type(x) is float
+                  else ("f", x.shape, x.dtype.str, "array") if type(x) is np.ndarray and x.dtype.kind == "f"
+                  else leaf_spec(x, k in argnums, k) for x, k in zip(leaves, leaf_arg))
     return leaves, ("tuple", tuple(children)), specs, tuple(leaf_arg)
 
 
@@ -204,6 +220,22 @@ class _Transformed:
             return tape._jacobian_rows(bound)
         grads = tape._gradients(bound.adj)
         return (tape._output(bound.vals), grads) if self._mode == "value_and_grad" else grads
+
+    def _known_tape(self, args, kwargs):
+        """The tape a call with arguments shaped like ``args`` would start replaying (the
+        last variant it ran), without running anything; None if a call would record.  The
+        values of float leaves do not matter (a replay checks its guards), those of
+        everything else do, as for any call."""
+        nums, _ = self._argnums_for(len(args))
+        try:
+            _, treedef, specs, _ = _signature(args, nums)
+            kw = tuple((k, static_key(v)) for k, v in sorted(kwargs.items())) if kwargs else ()
+            entry = self._tapes.get((nums, treedef, specs, kw))
+        except (TypeError, TracedLeaf):
+            return None
+        if entry is None or not (entry[1] is None or not _CHECK_GUARDS or entry[1]()):
+            return None
+        return entry[0].last or entry[0].tapes[0]
 
     def _cached(self, tape):
         """Whether ``tape`` is one of the cached variants (a later call may replay it)."""

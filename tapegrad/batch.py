@@ -23,7 +23,7 @@ Invariants
   else ``NUMBA_NUM_THREADS``; the work is split into contiguous ranges, one plain Python
   thread each (the kernels release the GIL), each with its own buffers.  tapegrad never
   starts numba's threading layer (OpenMP would make ``fork()`` unsafe).
-* Dask arrays among the arguments hand the call to ``tapegrad.dask.batch_over_blocks``
+* Dask arrays among the arguments hand the call to ``tapegrad.dask_batch.batch_over_blocks``
   (imported then, never by ``import tapegrad``): lazy dask results, each block evaluated
   on a worker by :meth:`_Batched.evaluate` from the tape recorded here at the first point.
 """
@@ -167,7 +167,7 @@ class _Batched:
         in_axes = _normalize_in_axes(self._in_axes, len(args))
         nums, _ = _normalize_argnums(self._vg._argnums, len(args))
         if "dask.array" in sys.modules and _has_dask_leaf(args, sys.modules["dask.array"].Array):
-            from tapegrad.dask import batch_over_blocks
+            from tapegrad.dask_batch import batch_over_blocks
             return batch_over_blocks(self, args, in_axes, kwargs)
         points = _Points(args, in_axes)
         if points.n == 0:
@@ -186,11 +186,15 @@ class _Batched:
         (the warning's message; None if it may), and the value and gradient at point 0."""
         first = self._vg(*points.at(0), **kwargs)
         tape = self._vg._last.tape
+        return tape, self._reason(tape, points), first
+
+    def _reason(self, tape, points):
+        """Why ``tape`` may not run batched at ``points`` (the warning's message), or None."""
         baked = [i for i, (b, spec) in enumerate(zip(points.batched, tape.specs))
                  if b and spec[0] != "f"]
         if baked or tape.value_dependent or not self._vg._cached(tape):
-            return tape, self._pointwise_reason(tape, baked), first
-        return tape, None, first
+            return self._pointwise_reason(tape, baked)
+        return None
 
     def evaluate(self, tape, points, kwargs, pointwise=False, threads=None, first=None):
         """``(values, gradient leaves)`` at every point of ``points`` (n >= 1): the values

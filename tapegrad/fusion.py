@@ -36,6 +36,9 @@ from tapegrad.program import first_operands, operand_rows, replayed
 # module settings (tests shrink them to fuse small tapes)
 FUSION = {"min_size": 8192, "chunk": 1024}
 
+# scratch slots are chunk + 40 elements apart, not a multiple of 4096 bytes: a loop reading
+# one slot and writing another at the same page offset stalls on every store (4K aliasing)
+_SLOT_PAD = 40
 Plain = namedtuple("Plain", "prog attrs start")
 Segment = namedtuple("Segment", "tmpl shift attrs ints_full ints_last meta scale zslots")
 Plan = namedtuple("Plan", "pieces zero scratch untouched")
@@ -48,6 +51,9 @@ def plan(tape, prog, attrs, zero, ints):
     """The fused plan of a program (module docstring), or None if nothing fuses."""
     min_size, chunk = FUSION["min_size"], FUSION["chunk"]
     if not min_size or len(prog) < 2:
+        return None
+    big = (prog[:, 4] >= max(min_size, 2)) & np.isin(_FAMILY[prog[:, 0]], ("map", "zip"))
+    if not big.any():  # (the common case, scalar code: decided without a Python loop)
         return None
     if chunk <= 0 or chunk % SUM_BLOCK:
         raise ValueError(f"FUSION['chunk'] must be a positive multiple of {SUM_BLOCK}, got {chunk}")
@@ -69,7 +75,7 @@ def plan(tape, prog, attrs, zero, ints):
         at = stop
     if at < len(prog):
         pieces.append(Plain(prog[at:].copy(), attrs[at:].copy(), at))
-    scratch = max(len(seg[1]) for _, _, seg in found) * chunk
+    scratch = max(len(seg[1]) for _, _, seg in found) * (chunk + _SLOT_PAD)
     untouched = sum(stop - start for start, stop in cleared)
     return Plan(tuple(pieces), _subtract(zero, cleared), scratch, untouched)
 
@@ -155,7 +161,7 @@ class _Facts:
             private = all(row in inside for row, _ in self.readers.get(storage, ()))
             if (private and storage == node and tape.size[node] == n and node != tape.output
                     and storage != base[tape.output]):
-                scratch[storage] = arena + len(scratch) * chunk
+                scratch[storage] = arena + len(scratch) * (chunk + _SLOT_PAD)
         if not _order_kept(self, start, stop, closing, scratch, zero, chunk, n):
             return None
         rows = prog[start:stop].copy()

@@ -1,12 +1,13 @@
 """Recording: the growing columns that become a :class:`~tapegrad.tape.Tape`.
 
-While the user's function runs on traced values, each operation calls :meth:`Recorder.entry`,
-which appends one row to typed columns and writes the result's value into a flat float64
-arena.  The columns are ``array.array``s: flat machine integers and doubles, like numpy's,
-but appending one costs ~40 ns where writing one element of a numpy array costs ~80 ns and
-a doubling numpy column needs bookkeeping per row.  At the end they become numpy arrays.
-No Python object per entry or node is kept; the ``Traced`` objects the user's code holds
-are only handles (recorder, node id, value).
+While the user's function runs on traced values, each operation calls :meth:`Recorder.entry`
+(:meth:`Recorder.scalar_entry` for a 0-d result given as a Python float: the same rows,
+without the shape work), which appends one row to typed columns and writes the result's
+value into a flat float64 arena.  The columns are ``array.array``s: flat machine integers
+and doubles, like numpy's, but appending one costs ~40 ns where writing one element of a
+numpy array costs ~80 ns and a doubling numpy column needs bookkeeping per row.  At the
+end they become numpy arrays.  No Python object per entry or node is kept; the ``Traced``
+objects the user's code holds are only handles (recorder, node id, value).
 
 Invariants
 ----------
@@ -56,6 +57,8 @@ class Recorder:
         self.args, self.floats, self.values = self.arenas["args"], self.arenas["floats"], self.arenas["values"]
         self.ints, self.shapes = self.arenas["ints"], self.arenas["shapes"]
         self.shape_start = array("q")  # not part of the tape: derivable from ndim
+        self._scalar_columns = (self.nodes["offset"], self.nodes["ndim"], self.nodes["kind"],
+                                self.nodes["base"], self.shape_start, *self.entries.values())
         self.value_dependent = False  # set when a traced value became a Python value
         self.unresolved = 0  # comparisons whose value no guard pins (tapegrad.emit.guard)
         self.guard_sites = []  # (entry, file, line, source text) of each guard entry
@@ -115,6 +118,52 @@ class Recorder:
         cols["out"].append(out)
         cols["arg_start"].append(len(self.args))
         cols["iarg"].append(iarg)
+        self.args.extend(args)
+        if floats:
+            self.floats.extend(floats)
+        return out
+
+    def scalar_node(self, value, kind, base=-1, start=0):
+        """:meth:`node` for a 0-d ``value`` (a Python float; unused for an alias), without
+        the shape work: the same rows."""
+        if self.closed:
+            self.node(value, kind)  # raises the finished-recording error
+        offsets, ndim, kinds, bases, shape_start = self._scalar_columns[:5]
+        node = len(offsets)
+        if node >= MAX_NODES:
+            raise ValueError(f"a tape holds at most {MAX_NODES} nodes")
+        if base >= 0:
+            offsets.append(offsets[base] + start)
+            bases.append(bases[base])
+        else:
+            offsets.append(len(self.values))
+            self.values.append(value)
+            bases.append(node)
+        ndim.append(0)
+        kinds.append(kind)
+        shape_start.append(len(self.shapes))
+        return node
+
+    def scalar_entry(self, opcode, args, value, floats=()):
+        """:meth:`entry` for an op with no integer attributes whose result is 0-d:
+        ``value`` is a Python float.  Appends the same rows without the shape work."""
+        if self.closed:
+            self.node(value, OP)  # raises the finished-recording error
+        offsets, ndim, kinds, bases, shape_start, ops, outs, arg_starts, iargs = \
+            self._scalar_columns
+        out = len(offsets)
+        if out >= MAX_NODES:
+            raise ValueError(f"a tape holds at most {MAX_NODES} nodes")
+        offsets.append(len(self.values))
+        self.values.append(value)
+        ndim.append(0)
+        kinds.append(OP)
+        bases.append(out)
+        shape_start.append(len(self.shapes))
+        ops.append(opcode)
+        outs.append(out)
+        arg_starts.append(len(self.args))
+        iargs.append(-1)
         self.args.extend(args)
         if floats:
             self.floats.extend(floats)

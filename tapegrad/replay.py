@@ -26,6 +26,7 @@ from tapegrad import debug, fusion, pytree
 from tapegrad.config import config
 from tapegrad.keys import leaf_spec
 from tapegrad.program import replayed
+from tapegrad.jit.gradient_sweep import gradient_sweep
 from tapegrad.jit.rows import jacobian_rows
 
 _ONE = np.ones(1)
@@ -35,6 +36,17 @@ _VIEW_SHARE = 0.5  # gradients are views, not copies, when they fill this much o
 
 def _refcount(pool, i):
     return sys.getrefcount(pool[i])
+
+
+def _adjoint_buffer(vals):
+    """(owner, adj): an adjoint buffer as long as ``vals`` whose element i lies half a page
+    (mod 4096 bytes) away from vals[i].  A backward loop reads an operand's values and
+    writes its adjoint at the same index; at equal page offsets the CPU takes each store for
+    a possible write to the next load (4K aliasing): measured 3-4x slower loops."""
+    owner = np.empty(len(vals) + 512)
+    gap = (owner.ctypes.data - vals.ctypes.data) % 4096
+    shift = ((2048 - gap) % 4096) // 8
+    return owner, owner[shift:shift + len(vals)]
 
 
 _Bound = namedtuple("_Bound", "vals adj ext keep")  # one call's buffers and bound arguments
@@ -184,15 +196,19 @@ class Replay:
         local = self._local
         extra = self._fusion.scratch if self._fusion else 0  # the fused segments' scratch
         if not hasattr(local, "vals"):
-            local.vals, local.adjs, local.unshared = np.append(self.values, np.zeros(extra)), [], 0
-        for i in range(len(local.adjs)):
-            if _refcount(local.adjs, i) <= local.unshared:
+            local.vals, local.owners, local.adjs, local.unshared = (
+                np.append(self.values, np.zeros(extra)), [], [], 0)
+        for i in range(len(local.owners)):
+            if _refcount(local.owners, i) <= local.unshared:
                 return local.vals, local.adjs[i]
-        adj = np.empty(len(self.values) + extra)
-        if len(local.adjs) < _POOL_SIZE:
+        owner, adj = _adjoint_buffer(local.vals)
+        if len(local.owners) < _POOL_SIZE:
+            # the owner is what the gradients' views reference (numpy points a view of a
+            # view at the owner), so it is the owner's count that says "free"
+            local.owners.append(owner)
             local.adjs.append(adj)
-            del adj
-            local.unshared = _refcount(local.adjs, len(local.adjs) - 1)
+            del owner
+            local.unshared = _refcount(local.owners, len(local.owners) - 1)
             return local.vals, local.adjs[-1]
         return local.vals, adj
 
@@ -265,14 +281,16 @@ class Replay:
         ext = np.zeros(len(self.inputs), np.int64) if self._slots else self._no_ext
         keep = []
         for i, start, size, is_float, slot in self._load_plan:
+            leaf = leaves[i]
             if slot:
-                arr = np.ascontiguousarray(leaves[i], dtype=np.float64)
-                keep.append(arr)
-                ext[slot - 1] = arr.ctypes.data
+                if not (type(leaf) is np.ndarray and leaf.dtype == np.float64 and leaf.flags.c_contiguous):
+                    leaf = np.ascontiguousarray(leaf, dtype=np.float64)
+                keep.append(leaf)
+                ext[slot - 1] = leaf.ctypes.data
             elif is_float:
-                vals[start] = leaves[i]
+                vals[start] = leaf
             else:
-                vals[start:start + size] = np.ravel(leaves[i])
+                vals[start:start + size] = leaf.reshape(-1) if type(leaf) is np.ndarray else np.ravel(leaf)
         return _Bound(vals, adj, ext, keep)
 
     def _output(self, vals):
@@ -331,11 +349,16 @@ class Replay:
     def _sweep(self, bound, seed, replay, check=True):
         """Forward (if ``replay``) and backward sweep; -1, or the failed guard's entry (then
         no backward sweep ran)."""
-        if replay and self._fusion and not config.debug_nans:
-            failed = fusion.sweep(self._fusion, self._ints, bound.vals, bound.adj, bound.ext,
-                                  self._out_plan[0], seed, self._check if check else 0)
+        if replay and not config.debug_nans:  # one compiled call, or the fused pieces
+            check = self._check if check else 0
+            if self._fusion:
+                failed = fusion.sweep(self._fusion, self._ints, bound.vals, bound.adj, bound.ext,
+                                      self._out_plan[0], seed, check)
+            else:
+                failed = gradient_sweep(self._prog, self._attrs, self._ints, bound.vals, bound.adj,
+                                        self._zero, self._out_plan[0], seed, bound.ext, check)
             return -1 if failed < 0 else int(self._prog_entry[failed])
-        if replay:
+        if replay:  # debug_nans: the sweeps one at a time, each checked
             failed = self._replay(bound, check)
             if failed >= 0:
                 return failed

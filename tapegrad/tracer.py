@@ -1,8 +1,10 @@
 """Traced values: the handles the user's code holds while a tape is recorded.
 
 A :class:`Traced` is the recorder it belongs to, its node id, and its value computed
-eagerly with numpy (so shapes are known and Python control flow can look at it).  Its
-operators and methods call the *emitters* (:mod:`tapegrad.emit`, one module per op family),
+eagerly with numpy (so shapes are known and Python control flow can look at it); a 0-d
+value is also kept as a Python float, all that the scalar path (:mod:`tapegrad.emit.scalar`)
+computes with, and its numpy value is made when something reads it.  Its operators and
+methods call the *emitters* (:mod:`tapegrad.emit`, one module per op family),
 which check the operands, compute the eager value, work out the entry's integer attributes
 with :mod:`tapegrad.shapes` and append one entry through :func:`_emit`.  The emitters import
 this module, so the operators reach them late, through the ``EMIT`` namespace the emitter
@@ -52,11 +54,24 @@ def is_number(x):
 class Traced:
     """A value being recorded onto a tape.  Behaves like a float64 numpy array."""
 
-    __slots__ = ("_rec", "_node", "_value")
+    # _float: the value as a Python float when it is 0-d, else None.  A scalar made by the
+    # scalar path (tapegrad.emit.scalar) is only that float until ``_value`` is read.
+    __slots__ = ("_rec", "_node", "_array", "_float")
     __array_priority__ = 1000.0
 
-    def __init__(self, rec, node, value):
-        self._rec, self._node, self._value = rec, node, value
+    def __init__(self, rec, node, value, scalar=None):
+        """``value``: the eager value (an array), or None for the 0-d value ``scalar``."""
+        self._rec, self._node, self._array = rec, node, value
+        self._float = scalar if value is None else \
+            value.item() if value.ndim == 0 and value.dtype == np.float64 else None
+
+    @property
+    def _value(self):
+        """The eager value: a float64 numpy array (0-d for a scalar)."""
+        value = self._array
+        if value is None:
+            value = self._array = np.array(self._float)
+        return value
 
     shape = property(lambda self: self._value.shape)
     ndim = property(lambda self: self._value.ndim)
@@ -76,19 +91,21 @@ class Traced:
         return (self[i] for i in range(len(self)))
 
     # arithmetic -------------------------------------------------------------------------
-    __add__ = lambda self, o: EMIT.binary("ADD", self, o)
-    __radd__ = lambda self, o: EMIT.binary("ADD", o, self)
-    __sub__ = lambda self, o: EMIT.binary("SUB", self, o)
-    __rsub__ = lambda self, o: EMIT.binary("SUB", o, self)
-    __mul__ = lambda self, o: EMIT.binary("MUL", self, o)
-    __rmul__ = lambda self, o: EMIT.binary("MUL", o, self)
-    __truediv__ = lambda self, o: EMIT.binary("DIV", self, o)
-    __rtruediv__ = lambda self, o: EMIT.binary("DIV", o, self)
-    __pow__ = lambda self, o: EMIT.binary("POW", self, o)
-    __rpow__ = lambda self, o: EMIT.binary("POW", o, self)
+    # (+ - * / ** and -x: tapegrad.emit.scalar, which takes 0-d operands itself and passes
+    # the rest to EMIT.binary / EMIT.affine)
+    __add__ = lambda self, o: EMIT.add(self, o)
+    __radd__ = lambda self, o: EMIT.radd(self, o)
+    __sub__ = lambda self, o: EMIT.sub(self, o)
+    __rsub__ = lambda self, o: EMIT.rsub(self, o)
+    __mul__ = lambda self, o: EMIT.mul(self, o)
+    __rmul__ = lambda self, o: EMIT.rmul(self, o)
+    __truediv__ = lambda self, o: EMIT.truediv(self, o)
+    __rtruediv__ = lambda self, o: EMIT.rtruediv(self, o)
+    __pow__ = lambda self, o: EMIT.pow(self, o)
+    __rpow__ = lambda self, o: EMIT.rpow(self, o)
     __matmul__ = lambda self, o: EMIT.matmul(self, o)
     __rmatmul__ = lambda self, o: EMIT.matmul(o, self)
-    __neg__ = lambda self: EMIT.affine(self, -1.0, 0.0)
+    __neg__ = lambda self: EMIT.neg(self)
     __pos__ = lambda self: self
     __abs__ = lambda self: EMIT.unary("ABS", np.abs, self)
     __mod__ = lambda self, o: EMIT.binary("REMAINDER", self, o)
@@ -309,9 +326,20 @@ def lift(rec, op, x):
 def _emit(rec, name, args, value, ints=None, floats=()):
     """Record one ``name`` entry reading the nodes ``args`` (its operand list), with its
     integer attributes ``ints`` and its row's float attributes ``floats``."""
+    if ints is None and type(value) is np.float64:  # a 0-d result (numpy gives a scalar)
+        return emit_scalar(rec, C[name], args, float(value), floats)
     # C order whatever numpy chose, so that _window decides alike for every input layout
     value = np.asarray(value, dtype=np.float64, order="C")
     out = Traced(rec, rec.entry(C[name], args, value, ints, floats), value)
     if config.debug_nans:  # keep the entry's source line for NaN reports (tapegrad.debug)
+        EMIT.note_site(rec)
+    return out
+
+
+def emit_scalar(rec, opcode, args, value, floats=()):
+    """:func:`_emit` for an entry with no integer attributes whose value is the Python
+    float ``value``: the same entry, through the recorder's scalar path."""
+    out = Traced(rec, rec.scalar_entry(opcode, args, value, floats), None, value)
+    if config.debug_nans:
         EMIT.note_site(rec)
     return out

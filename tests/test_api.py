@@ -262,6 +262,10 @@ def test_gradients_are_not_views_of_reused_buffers():
     first = g(np.array([1.0, 2.0]))
     g(np.array([10.0, 20.0]))
     np.testing.assert_array_equal(first, [2.0, 4.0])
+    held = [g(np.array([float(k), 1.0])) for k in range(7)]  # more than the buffer pool holds
+    g(np.array([-5.0, -5.0]))
+    for k, grad in enumerate(held):
+        np.testing.assert_array_equal(grad, [2.0 * k, 2.0])
 
 
 # --- branching on a traced value ------------------------------------------------------------

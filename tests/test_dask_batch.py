@@ -204,3 +204,20 @@ def test_a_changed_global_is_not_served_from_a_stale_payload(rng):
     finally:
         dask_batch_cases.SCALE = 1.0
     np.testing.assert_allclose(again, 3 * first, rtol=1e-14)
+
+
+def test_a_later_call_ships_the_cached_tape_without_computing_a_point(rng, monkeypatch):
+    import tapegrad.batch as batch_module
+    X = rng.normal(size=(90, 3))
+    X[:, 0] = np.abs(X[:, 0])
+    g = tg.batch_value_and_grad(branchy_point)
+    assert_same_tree(dask.compute(*g(da.from_array(X, chunks=(30, 3)))), g(X))
+
+    def no_first_point(*args, **kwargs):
+        raise AssertionError("the first point was computed again")
+    monkeypatch.setattr(batch_module._Batched, "_first", no_first_point)
+    Y = X.copy()
+    Y[:45, 0] *= -1.0  # the first point, and half the others, now take the other branch
+    lazy = g(da.from_array(Y, chunks=(30, 3)))
+    monkeypatch.undo()
+    assert_same_tree(dask.compute(*lazy), tg.batch_value_and_grad(branchy_point)(Y))

@@ -39,6 +39,24 @@ def test_exp_special_values():
     np.testing.assert_allclose(got[finite], ref[finite], rtol=3e-16, atol=0)
 
 
+def test_exp_constants_against_mpmath():
+    """ln2/128 = hi + lo with kd * hi exact for every |kd| < 2^18 that occurs, and each table
+    row 2^(j/128) = s (1 + tail) to far below an ulp."""
+    mpmath = pytest.importorskip("mpmath")
+    from tapegrad.jit.vmath import EXP_N, EXP_TABLE, LN2_N_HI, LN2_N_LO, N_OVER_LN2
+    mpmath.mp.prec = 200
+    m, _ = np.frexp(LN2_N_HI)
+    assert float(m * 2.0 ** 35) == round(m * 2.0 ** 35)  # at most 35 significant bits
+    step = mpmath.log(2) / EXP_N
+    # lo is rounded: < 2^-84 relative, so kd * (hi + lo) is off by < 2^-75 for |kd| < 2^18
+    assert abs(mpmath.mpf(LN2_N_HI) + mpmath.mpf(LN2_N_LO) - step) < step * 2.0 ** -84
+    assert N_OVER_LN2 == float(1 / step)
+    for j in range(EXP_N):
+        s, tail = EXP_TABLE[2 * j], EXP_TABLE[2 * j + 1]
+        exact = mpmath.mpf(2) ** (mpmath.mpf(j) / EXP_N)
+        assert s == float(exact) and abs(s * (1 + mpmath.mpf(tail)) - exact) < exact * 2.0 ** -100
+
+
 def test_sigmoid_matches_scipy_expit_without_overflow():
     x = np.concatenate([np.linspace(-800, 800, 10_001), [np.inf, -np.inf, np.nan, 0.0]])
     got = tg.record(tnp.sigmoid, x).forward(x)

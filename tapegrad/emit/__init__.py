@@ -12,4 +12,4 @@ Invariants
 * Every check happens in an emitter, at record time, before any kernel runs.
 * Emitters only append: a node or entry, once made, is never changed.
 """
-from tapegrad.emit import contract, elementwise, guard, linalg, reductions, shape  # noqa: F401 - registers EMIT
+from tapegrad.emit import contract, elementwise, guard, linalg, reductions, scalar, shape  # noqa: F401 - registers EMIT
