@@ -38,6 +38,7 @@ from tapegrad import capture, pytree
 from tapegrad.api import _normalize_argnums, _Transformed
 from tapegrad.batchprog import plan_for
 from tapegrad.jit.soa_rules import SOA_WORK
+from tapegrad.replay import _adjoint_buffer
 
 _ARENA_FLOATS = 1 << 15  # points per chunk: value + adjoint buffers of ~0.5 MB (L2)
 _MAX_CAP = 4096
@@ -248,9 +249,12 @@ class _Batched:
         if key not in cache or cache[key][0] is not plan:
             if len(cache) > 8:
                 cache.clear()
-            cache[key] = (plan, plan.template.copy(), np.zeros(len(plan.template)), plan.ints.copy(),
-                          np.array([1, 0, 0, 1, 0, 1], np.int64), np.zeros(SOA_WORK * plan.cap))
-        _, vals, adj, ints, pat, work = cache[key]
+            vals = plan.template.copy()
+            owner, adj = _adjoint_buffer(vals)  # half a page from vals: no 4K aliasing
+            adj[:] = 0.0
+            cache[key] = (plan, vals, adj, plan.ints.copy(), np.array([1, 0, 0, 1, 0, 1], np.int64),
+                          np.zeros(SOA_WORK * plan.cap), owner)
+        _, vals, adj, ints, pat, work, _ = cache[key]
         for pos, size, value in shared:  # each point's copy, written in place
             block = vals[pos:pos + plan.cap * size]
             if plan.minor:
