@@ -296,11 +296,11 @@ class _Batched:
                   plan.grads, gsize, gcol, vout, n)
 
         def work(k):
-            vals, adj, ints, pat, work = self._buffers(plan, tape, shared)
+            vals, adj, ints, pat, scratch = self._buffers(plan, tape, shared)
             bad = batch_run(plan.prog, plan.attrs, ints, plan.strides, plan.nary, plan.zero, plan.root,
                             plan.rstride, vals, adj, pat, ext, tape._check, xin, *common[:3],
                             *common[3:8], common[8], int(bounds[k]), int(bounds[k + 1]), cap, failed,
-                            plan.minor, work)
+                            plan.minor, scratch)
             if bad >= 0:
                 raise AssertionError(f"tapegrad.batch: the points-minor sweeps have no branch for "
                                      f"program row {bad}")

@@ -140,8 +140,8 @@ POINTS_MINOR = True  # lay out points-minor every program the points-minor sweep
 # chunk's values and adjoints stay in L1 (measured, Rosenbrock n = 10: cap 32 is 1.2x
 # faster than cap 440; the scalar lecture function is indifferent from cap 128 up).
 SOA_ARENA_FLOATS = 1 << 11
-_REDUCE_COLUMNS = tuple(J.CODES[name] for name in ("SUM", "MAX", "LOGSUMEXP", "SOFTMAX", "CUMSUM",
-                                                  "CUMPROD"))
+# every reduce row reads its operand as a (pre, m, post) block, its ints (ops_reduce)
+_REDUCE = np.array([row.family == "reduce" for row in J.OPS], bool)
 
 
 def supports_points_minor(tape):
@@ -183,7 +183,7 @@ def points_minor_program(tape, cap):
     append(zips[rows], np.stack([np.where(one, 1, d0), np.where(one, 1, d1) * cap,
                                  np.where(one, 0, sa0 * cap), np.ones_like(d0),
                                  np.where(one, 0, sb0 * cap), np.ones_like(d0)], axis=1)[rows])
-    reduce = np.flatnonzero(np.isin(ops, _REDUCE_COLUMNS))
+    reduce = np.flatnonzero(_REDUCE[ops])
     pre, m, post = ints[prog[reduce, 5][:, None] + np.arange(3)].T
     append(reduce, np.stack([pre, m, post * cap], axis=1))
     for e in np.flatnonzero(ops == J.CODES["CONCAT"]):
