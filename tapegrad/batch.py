@@ -3,9 +3,10 @@
 ``batch_grad(f, argnums, in_axes)(*args)`` is ``jax.vmap(jax.grad(f, argnums), in_axes)``:
 the gradient at every point of the batched arguments, stacked on a new leading axis.  It
 is a transformation of the tape, not a loop over points in Python: the tape recorded at
-the first point is laid out for a chunk of points (``tapegrad.batchprog``) and one
-compiled call per thread runs all its chunks (``tapegrad.jit.batching``); elementwise
-entries run as vector loops over the points, the rest once per point.
+the first point is laid out for a chunk of points (``tapegrad.batchprog``: points-minor
+when every entry supports it, else points-major) and one compiled call per thread runs
+all its chunks (``tapegrad.jit.batching``); entries run as vector loops over the points
+(points-major: only elementwise ones on whole storages, the rest once per point).
 
 Invariants
 ----------
@@ -35,7 +36,9 @@ import numpy as np
 
 from tapegrad import capture, pytree
 from tapegrad.api import _normalize_argnums, _Transformed
-from tapegrad.batchprog import batch_program
+from tapegrad.batchprog import plan_for
+from tapegrad.jit.soa_rules import SOA_WORK
+from tapegrad.replay import _adjoint_buffer
 
 _ARENA_FLOATS = 1 << 15  # points per chunk: value + adjoint buffers of ~0.5 MB (L2)
 _MAX_CAP = 4096
@@ -231,33 +234,42 @@ class _Batched:
                         self._store(values, grads, i, *self._vg(*points.at(i), **kwargs))
                     return
 
-    def _plan(self, tape):
-        plan = getattr(tape, "_batch_plan", None)
-        if plan is None:
-            cap = int(min(_MAX_CAP, max(1, _ARENA_FLOATS // max(1, len(tape.values)))))
-            plan = tape._batch_plan = batch_program(tape, cap)
-        return plan
+    @staticmethod
+    def _plan(tape, points):
+        """The batched program for a thread evaluating ``points`` points."""
+        cap = int(min(_MAX_CAP, max(1, _ARENA_FLOATS // max(1, len(tape.values)))))
+        return plan_for(tape, cap, points)
 
     def _buffers(self, plan, tape, shared):
-        """This thread's (vals, adj, ints, pat) for ``plan``, with the shared inputs loaded."""
+        """This thread's (vals, adj, ints, pat, work) for ``plan``, with the shared inputs
+        loaded.  (A points-minor chunk computes on all its slots, used or not: zeros, not
+        whatever np.empty holds, in its adjoints' unused slots.)"""
         cache = self._local.__dict__.setdefault("buffers", {})
         key = id(plan)
         if key not in cache or cache[key][0] is not plan:
             if len(cache) > 8:
                 cache.clear()
-            cache[key] = (plan, plan.template.copy(), np.empty(len(plan.template)), plan.ints.copy(),
-                          np.array([1, 0, 0, 1, 0, 1], np.int64))
-        _, vals, adj, ints, pat = cache[key]
+            vals = plan.template.copy()
+            owner, adj = _adjoint_buffer(vals)  # half a page from vals: no 4K aliasing
+            adj[:] = 0.0
+            cache[key] = (plan, vals, adj, plan.ints.copy(), np.array([1, 0, 0, 1, 0, 1], np.int64),
+                          np.zeros(SOA_WORK * plan.cap), owner)
+        _, vals, adj, ints, pat, work, _ = cache[key]
         for pos, size, value in shared:  # each point's copy, written in place
-            vals[pos:pos + plan.cap * size].reshape(plan.cap, size)[:] = np.ravel(value)
-        return vals, adj, ints, pat
+            block = vals[pos:pos + plan.cap * size]
+            if plan.minor:
+                block.reshape(size, plan.cap)[:] = np.ravel(value)[:, None]
+            else:
+                block.reshape(plan.cap, size)[:] = np.ravel(value)
+        return vals, adj, ints, pat, work
 
     def _run(self, tape, points, idx, values, out, grads, traced_batched, threads):
         """Evaluate ``tape`` batched at the points ``idx``; store the results of the points
         where its guards hold (``out``: the buffer behind ``grads``) and return the mask of
         those where one does not."""
-        plan, batch_run = self._plan(tape), _kernels()
-        n = len(idx)
+        batch_run, n = _kernels(), len(idx)
+        threads = max(1, min(threads or num_threads(), -(-n // 64)))
+        plan = self._plan(tape, -(-n // threads))
         whole = n == points.n
         xblocks, xpos, xsize, shared = [], [], [], []
         for (i, _, size, _, _), pos, b in zip(tape._load_plan, plan.inputs, traced_batched):
@@ -277,18 +289,21 @@ class _Batched:
         gout = out if whole else np.empty(n * int(gsize.sum()))
         vout = values if whole else np.empty(n)
         failed = np.zeros(n, np.uint8)
-        threads = max(1, min(threads or num_threads(), -(-n // 64)))
-        cap = int(min(plan.cap, -(-n // threads)))
+        cap = plan.cap if plan.minor else int(min(plan.cap, -(-n // threads)))
         bounds = np.linspace(0, n, threads + 1).astype(np.int64)
         ext = np.zeros(1, np.int64)
         common = (np.array(xpos, np.int64), np.array(xsize, np.int64), xcol, gout,
                   plan.grads, gsize, gcol, vout, n)
 
         def work(k):
-            vals, adj, ints, pat = self._buffers(plan, tape, shared)
-            batch_run(plan.prog, plan.attrs, ints, plan.strides, plan.nary, plan.zero, plan.root,
-                      plan.rstride, vals, adj, pat, ext, tape._check, xin, *common[:3], *common[3:8],
-                      common[8], int(bounds[k]), int(bounds[k + 1]), cap, failed)
+            vals, adj, ints, pat, scratch = self._buffers(plan, tape, shared)
+            bad = batch_run(plan.prog, plan.attrs, ints, plan.strides, plan.nary, plan.zero, plan.root,
+                            plan.rstride, vals, adj, pat, ext, tape._check, xin, *common[:3],
+                            *common[3:8], common[8], int(bounds[k]), int(bounds[k + 1]), cap, failed,
+                            plan.minor, scratch)
+            if bad >= 0:
+                raise AssertionError(f"tapegrad.batch: the points-minor sweeps have no branch for "
+                                     f"program row {bad}")
 
         futures = [_executor().submit(work, k) for k in range(1, threads)]
         work(0)

@@ -3,6 +3,8 @@
 The reference throughout is ``tg.grad`` (or ``value_and_grad``) called at each point, and
 equality is exact (``np.array_equal``): the batched tape must compute the very same
 floats.  ``test_batch_random`` does the same for random programs with random branches.
+Every test runs twice: with the points-minor layout for the programs it supports, and
+with every program points-major (``batchprog.POINTS_MINOR``).
 """
 import os
 import threading
@@ -13,8 +15,15 @@ import pytest
 
 import tapegrad as tg
 import tapegrad.batch as batch_module
+import tapegrad.batchprog as batchprog
 import tapegrad.numpy as tnp
 from tapegrad.bench.models import lecture, mlp_loss, rosenbrock
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["points-minor", "points-major"])
+def layout(request, monkeypatch):
+    monkeypatch.setattr(batchprog, "POINTS_MINOR", request.param)
+    return request.param
 
 
 def per_point(f, argnums, in_axes, args):

@@ -9,6 +9,7 @@ the gradient at N points (N from 1 to 24; each argument batched or shared, by a 
 ``in_axes``; random ``argnums``) three ways:
 
 1. ``batch_value_and_grad`` (batched tape, variants for the points whose branches differ),
+   in each layout (``batchprog.POINTS_MINOR`` on and off),
 2. ``value_and_grad`` at each point,
 3. central finite differences at the first point, when it is not within reach of a branch
    decision (the branches are where the function is not smooth).
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 import tapegrad as tg
 import tapegrad.batch as batch_module
+import tapegrad.batchprog as batchprog
 import tapegrad.numpy as tnp
 from conftest import numerical_grad
 from random_programs import Builder, run
@@ -88,19 +90,26 @@ def check(data, cap, dask_chunks=None):
         import dask.array as da
         args = [da.from_array(a, chunks=(dask_chunks,) + a.shape[1:]) if ax is not None else a
                 for a, ax in zip(args, in_axes)]
-        with dask.config.set(scheduler="threads"):
-            values, grads = dask.compute(
-                *tg.batch_value_and_grad(f, argnums=argnums, in_axes=in_axes)(*args))
-    else:
-        values, grads = tg.batch_value_and_grad(f, argnums=argnums, in_axes=in_axes)(*args)
     per_point = tg.value_and_grad(f, argnums=argnums)
-    for i, p in enumerate(points):
-        value, grad = per_point(*[p[k] if a is not None else x0[k] for k, a in enumerate(in_axes)])
-        assert same(values[i], value), f"value at point {i}: batched {values[i]!r}, per point {value!r}"
-        for k, (g_batch, g_point) in enumerate(zip(grads, grad)):
-            assert same(g_batch[i], g_point), (
-                f"gradient {k} at point {i} of {n}: batched {g_batch[i]!r}, per point {g_point!r}; "
-                f"program {program}")
+    want = [per_point(*[p[k] if a is not None else x0[k] for k, a in enumerate(in_axes)]) for p in points]
+    for minor in (True, False):  # each layout (a program points-minor can't be stays points-major)
+        batchprog.POINTS_MINOR = minor
+        try:
+            if dask_chunks is not None:
+                with dask.config.set(scheduler="threads"):
+                    values, grads = dask.compute(
+                        *tg.batch_value_and_grad(f, argnums=argnums, in_axes=in_axes)(*args))
+            else:
+                values, grads = tg.batch_value_and_grad(f, argnums=argnums, in_axes=in_axes)(*args)
+        finally:
+            batchprog.POINTS_MINOR = True
+        for i, (value, grad) in enumerate(want):
+            assert same(values[i], value), (f"value at point {i} (points-minor {minor}): "
+                                            f"batched {values[i]!r}, per point {value!r}")
+            for k, (g_batch, g_point) in enumerate(zip(grads, grad)):
+                assert same(g_batch[i], g_point), (
+                    f"gradient {k} at point {i} of {n} (points-minor {minor}): batched "
+                    f"{g_batch[i]!r}, per point {g_point!r}; program {program}")
 
     p0 = [p if a is not None else x for p, x, a in zip(points[0], x0, in_axes)]
     if margins(f, program, threshold, limit, p0) > 1e-3:
