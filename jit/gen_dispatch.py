@@ -138,9 +138,8 @@ def backward_sweep(prog, attrs, ints, vals, adj, zero, root, seed, ext):
     be accumulated into.  ``seed`` goes to adj[root:]: 1.0 for a gradient, a unit vector
     for a row of a Jacobian.
     """
-    for r in range(zero.shape[0]):
-        for j in range(zero[r, 0], zero[r, 1]):
-            adj[j] = 0.0
+    for r in range(zero.shape[0]):  # a slice: an index loop here does not vectorise
+        adj[zero[r, 0]:zero[r, 1]] = 0.0
     for j in range(seed.shape[0]):
         adj[root + j] = seed[j]
     for e in range(prog.shape[0] - 1, -1, -1):

@@ -89,11 +89,13 @@ def sum_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
             for k in range(m):
                 ga[k] += g
         return
-    for i in range(pre):
+    for i in range(pre):  # views, not arena indices: the loop over j vectorises
+        g = adj[oo + i * post:oo + (i + 1) * post]
         for k in range(m):
-            base = oa + (i * m + k) * post
+            row = oa + (i * m + k) * post
+            ga = adj[row:row + post]
             for j in range(post):
-                adj[base + j] += p * adj[oo + i * post + j]
+                ga[j] += p * g[j]
 
 
 @rule
