@@ -7,16 +7,18 @@ forward and sweep it backward with a numba-compiled interpreter as often as you 
 >>> import tapegrad.numpy as tnp
 >>> tg.grad(lambda x: tnp.sin(x) * x)(0.0)
 0.0
+
+Importing tapegrad loads what a first gradient needs; the other public names (``_LAZY``)
+are imported on first use, so that a fresh process that only takes gradients does not pay
+for them.
 """
+import importlib
+
 from tapegrad import numpy
 from tapegrad.api import grad, record, value_and_grad
-from tapegrad.batch import batch_grad, batch_value_and_grad
 from tapegrad.capture import TapegradWarning
-from tapegrad.checking import check_grads
 from tapegrad.config import config
-from tapegrad.explain import explain
-from tapegrad.gradtable import trace_grad_table
-from tapegrad.higher import hessian, hvp, jacobian, jvp
+from tapegrad.explain import explain  # not lazy: importing the submodule would rebind the name
 from tapegrad.replay import GuardFailed
 from tapegrad.tape import Tape
 from tapegrad.tracer import Traced
@@ -25,3 +27,20 @@ from tapegrad.emit.indexing import at
 __version__ = "0.1.0"
 __all__ = ["GuardFailed", "Tape", "TapegradWarning", "Traced", "at", "batch_grad", "batch_value_and_grad", "check_grads", "config", "explain", "grad", "hessian", "hvp", "jacobian", "jvp", "numpy", "record", "trace_grad_table",
            "value_and_grad"]
+# public name -> the module that defines it, imported when the name is first looked up
+_LAZY = {"batch_grad": "tapegrad.batch", "batch_value_and_grad": "tapegrad.batch",
+         "check_grads": "tapegrad.checking", "trace_grad_table": "tapegrad.gradtable",
+         "hessian": "tapegrad.higher", "hvp": "tapegrad.higher", "jacobian": "tapegrad.higher",
+         "jvp": "tapegrad.higher"}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tapegrad' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
