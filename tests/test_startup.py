@@ -61,3 +61,21 @@ def test_the_blas_and_lapack_signatures_written_out_are_numbas():
     for mine, method in zip(ours, numbas):
         theirs = method(numba.float64)
         assert (mine.symbol, mine.sig) == (theirs.symbol, theirs.sig)
+
+
+def test_the_import_leaves_the_garbage_collector_as_it_found_it():
+    """The import pauses the collector and moves what it created to the oldest generation;
+    afterwards the collector is on, nothing is frozen, and garbage cycles are collected.  A
+    collector the caller switched off, or objects it froze, are left alone."""
+    code = ("import gc, weakref\n{before}\nimport tapegrad\n"
+            "class Node: pass\n"
+            "a, b = Node(), Node(); a.b, b.a = b, a; alive = weakref.ref(a); del a, b\n"
+            "gc.collect()\n"
+            "print(gc.isenabled(), gc.get_freeze_count() > 0, alive() is None)\n")
+    cases = {"": "True False True", "gc.disable()": "False False True",
+             "gc.freeze()": "True True True"}
+    for before, expected in cases.items():
+        out = subprocess.run([sys.executable, "-c", code.format(before=before)], capture_output=True,
+                             text=True, timeout=600, env=dict(os.environ))
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split()[-3:] == expected.split(), before
