@@ -239,6 +239,13 @@ class _PackageFunctionCache(caching.FunctionCache):
             pass
 
 
+def _no_extensions_before_typing():
+    """A kernel's first call skips loading numba's third-party extensions (entry points,
+    ~5 ms), which numba does before typing the arguments in case an extension types them:
+    a kernel takes arrays and numbers only, and a compile loads the extensions itself
+    (``CPUContext.refresh``), so only a load from the cache goes without them."""
+
+
 def kernel(fn=None, allocates=False):
     """Compile ``fn`` with numba, cached on disk under the package-wide stamp if possible.
 
@@ -247,6 +254,7 @@ def kernel(fn=None, allocates=False):
     if fn is None:
         return functools.partial(kernel, allocates=allocates)
     dispatcher = numba.njit(**(JIT_OPTIONS if allocates else NO_ALLOC))(fn)
+    dispatcher._compilation_chain_init_hook = _no_extensions_before_typing
     try:
         # Dispatcher.enable_caching() does exactly this with numba's own FunctionCache.
         dispatcher._cache = _PackageFunctionCache(fn)

@@ -260,3 +260,23 @@ def test_a_cached_kernel_loads_without_its_llvm_module_and_links_later(tmp_path)
     assert _run(folder, PROBE_LINK, NUMBA_CACHE_DIR=str(cache)).split()[:2] == ["1.0", "0"]
     assert _run(folder, PROBE_LINK, NUMBA_CACHE_DIR=str(cache)).split() == [
         "1.0", "1", "_LazyLinkLibrary", "False", "12.0"]
+
+
+# --- numba's third-party extensions --------------------------------------------------------
+
+PROBE_EXTENSION = ("import builtins, main; print(main.run(0.0), sum(main.run.stats.cache_hits.values()), "
+                   "getattr(builtins, 'FAKE_EXTENSION_LOADED', False))")
+
+
+def test_a_compile_loads_numbas_extensions_and_a_cached_load_does_not(tmp_path):
+    """numba runs the ``numba_extensions`` entry points before it types a call; a kernel's
+    first call skips that, and a compile (a cache miss) still runs them before compiling."""
+    folder, cache = _package(tmp_path, MAIN_STAMPED), tmp_path / "cache"
+    (folder / "fake_extension.py").write_text(
+        "import builtins\n\ndef init():\n    builtins.FAKE_EXTENSION_LOADED = True\n")
+    info = folder / "fake_extension-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-extension\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[numba_extensions]\ninit = fake_extension:init\n")
+    assert _run(folder, PROBE_EXTENSION, NUMBA_CACHE_DIR=str(cache)) == "1.0 0 True"
+    assert _run(folder, PROBE_EXTENSION, NUMBA_CACHE_DIR=str(cache)) == "1.0 1 False"
