@@ -36,14 +36,19 @@ def test_a_first_gradient_does_not_import_what_it_does_not_use():
     code = ("import sys, tapegrad as tg, tapegrad.numpy as tnp\n"
             "print(tg.grad(lambda x: tnp.sqrt(x ** 2 + tnp.exp(x ** 2)))(0.7))\n"
             f"print(*[m for m in {LAZY_MODULES + NUMBA_UNUSED!r} if m in sys.modules])\n"
+            "from tapegrad.jit import OPS, compile as C\n"
+            "rules = [f for row in OPS for f in (row.forward, row.backward) if isinstance(f, C.LazyRule)]\n"
+            "print(len(rules), sum(f._dispatcher is not None for f in rules))\n"
             "from tapegrad import *\n"
             f"print(*[m for m in {LAZY_MODULES!r} if m in sys.modules])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                          env=dict(os.environ))
     assert out.returncode == 0, out.stderr
-    value, unused, star = out.stdout.split("\n")[:3]
+    value, unused, rules, star = out.stdout.split("\n")[:4]
     assert float(value) == expected
     assert unused == ""
+    made, total = int(rules.split()[1]), int(rules.split()[0])
+    assert total > 100 and made == 0  # no rule's dispatcher: the kernels came from the cache
     assert star.split() == list(LAZY_MODULES)  # a star import loads them all
 
 
@@ -79,3 +84,17 @@ def test_the_import_leaves_the_garbage_collector_as_it_found_it():
                              text=True, timeout=600, env=dict(os.environ))
         assert out.returncode == 0, out.stderr
         assert out.stdout.split()[-3:] == expected.split(), before
+
+
+def test_a_lazy_rule_acts_as_its_dispatcher():
+    from tapegrad.jit.compile import LazyRule, rule
+
+    def twice(x):
+        """Doubles."""
+        return 2.0 * x
+
+    lazy = rule(twice)
+    assert isinstance(lazy, LazyRule) and lazy._dispatcher is None
+    assert (lazy.__name__, lazy.__doc__) == ("twice", "Doubles.") and lazy._dispatcher is None
+    assert rule(lazy) is lazy
+    assert lazy(1.5) == 3.0 and lazy.py_func is twice and lazy._dispatcher is not None
