@@ -29,16 +29,25 @@ Invariants
   code's external symbols (saved with the code, sealed with it); a load whose symbols are
   not all defined in this process first starts numba's runtime (NRT), then refreshes the
   context as numba would, and is a cache miss if any symbol is still unknown.
+* Loading a cached kernel does not parse its LLVM bitcode.  numba keeps, beside the machine
+  code, the kernel's whole LLVM module, parsed on every load (about 45 ms for the two
+  sweeps) only so that a kernel compiled *later* can link it in, and walks that module
+  twice to learn which symbols it defines.  The data file also lists those symbols, so
+  a load registers them from the list and parses the bitcode only when a compile asks to
+  link the kernel (``_LazyLinkLibrary``).  With a numba whose internals differ from the
+  ones this was written against, loads take numba's own path.
 """
 import functools
 import hashlib
+import inspect
 import io
 import os
 import pickle
+import threading
 
 import llvmlite.binding as ll
 import numba
-from numba.core import caching
+from numba.core import caching, codegen, compiler
 from numba.core.runtime import rtsys
 
 JIT_OPTIONS = dict(nogil=True, error_model="numpy", boundscheck=False)
@@ -86,17 +95,69 @@ def _unresolved(symbols, target_context):
     return [s for s in symbols if not (ll.address_of_symbol(s) or engine.is_symbol_defined(s))]
 
 
+def _defined_symbols(module):
+    """The symbols an LLVM module defines, as numba's ``JitEngine`` records them."""
+    return sorted({g.name for group in (module.functions, module.global_variables) for g in group
+                   if not g.is_declaration})
+
+
+class _LazyLinkLibrary(codegen.JITCodeLibrary):
+    """A library loaded from its machine code whose LLVM module for linking (``bitcode``)
+    is parsed only when a compile links it into another library."""
+    _bitcode = None
+
+    def _get_module_for_linking(self):
+        if self._shared_module is None and self._bitcode is not None:
+            self._shared_module, self._bitcode = ll.parse_bitcode(self._bitcode), None
+        return super()._get_module_for_linking()
+
+
+# numba's CompileResult._rebuild, which _rebuild below repeats but for the library's loading
+_REBUILD_ARGS = ("cls", "target_context", "libdata", "fndesc", "env", "signature", "objectmode",
+                 "lifted", "typeann", "reload_init", "referenced_envs")
+_LAZY_LOADS = (tuple(inspect.signature(compiler.CompileResult._rebuild.__func__).parameters) == _REBUILD_ARGS
+               and all(hasattr(codegen.JITCodeLibrary, a) for a in (
+                   "enable_object_caching", "_set_compiled_object", "_finalize_final_module")))
+
+
+def _rebuild(target_context, defined, libdata, fndesc, env, signature, objectmode, lifted, typeann,
+             reload_init, referenced_envs):
+    """``CompileResult._rebuild`` with the library loaded by ``_LazyLinkLibrary``: the
+    same steps in the same order, the defined symbols taken from ``defined``."""
+    for fn in reload_init or ():
+        fn()
+    name, kind, (object_code, bitcode) = libdata
+    library = _LazyLinkLibrary(target_context.codegen(), name)
+    library.enable_object_caching()
+    library._set_compiled_object(object_code)
+    library._bitcode = bitcode
+    library._finalize_final_module()
+    library.codegen._engine._defined_symbols.update(defined)
+    cfunc = target_context.get_executable(library, fndesc, env)
+    cres = compiler.CompileResult(
+        target_context=target_context, typing_context=target_context.typing_context, library=library,
+        environment=env, entry_point=cfunc, fndesc=fndesc, type_annotation=typeann,
+        signature=signature, objectmode=objectmode, lifted=lifted, typing_error=None,
+        call_helper=None, metadata=None, reload_init=reload_init, referenced_envs=referenced_envs)
+    for referenced in referenced_envs:
+        library.codegen.set_env(referenced.env_name, referenced)
+    return cres
+
+
 class _PackageCacheImpl(caching.CompileResultCacheImpl):
-    """numba's compile-result payload, preceded by the list of its external symbols."""
+    """numba's compile-result payload, preceded by the lists of its external symbols and of
+    the symbols its linking module defines."""
     _locator_classes = [_stamped(c) for c in (caching.UserProvidedCacheLocator,
                                               caching.InTreeCacheLocator,
                                               caching.UserWideCacheLocator)]
 
     def reduce(self, cres):
-        return _external_symbols(cres.library), super().reduce(cres)
+        reduced = super().reduce(cres)
+        return (_external_symbols(cres.library), _defined_symbols(cres.library._get_module_for_linking()),
+                reduced)
 
     def rebuild(self, target_context, payload):
-        symbols, reduced = payload
+        symbols, defined, reduced = payload
         if _unresolved(symbols, target_context):
             rtsys.initialize(target_context)  # the NRT_* of kernels that allocate
         if _unresolved(symbols, target_context):
@@ -104,7 +165,9 @@ class _PackageCacheImpl(caching.CompileResultCacheImpl):
         missing = _unresolved(symbols, target_context)
         if missing:
             raise LookupError(f"cached kernel needs unknown symbols {missing[:3]}")
-        return super().rebuild(target_context, reduced)
+        lazy = (_LAZY_LOADS and reduced[0][1] == "object"
+                and getattr(target_context.codegen(), "_library_class", None) is codegen.JITCodeLibrary)
+        return _rebuild(target_context, defined, *reduced) if lazy else super().rebuild(target_context, reduced)
 
 
 _DIGEST = hashlib.sha256().digest_size
@@ -177,6 +240,13 @@ class _PackageFunctionCache(caching.FunctionCache):
             pass
 
 
+def _no_extensions_before_typing():
+    """A kernel's first call skips loading numba's third-party extensions (entry points,
+    ~5 ms), which numba does before typing the arguments in case an extension types them:
+    a kernel takes arrays and numbers only, and a compile loads the extensions itself
+    (``CPUContext.refresh``), so only a load from the cache goes without them."""
+
+
 def kernel(fn=None, allocates=False):
     """Compile ``fn`` with numba, cached on disk under the package-wide stamp if possible.
 
@@ -185,6 +255,7 @@ def kernel(fn=None, allocates=False):
     if fn is None:
         return functools.partial(kernel, allocates=allocates)
     dispatcher = numba.njit(**(JIT_OPTIONS if allocates else NO_ALLOC))(fn)
+    dispatcher._compilation_chain_init_hook = _no_extensions_before_typing
     try:
         # Dispatcher.enable_caching() does exactly this with numba's own FunctionCache.
         dispatcher._cache = _PackageFunctionCache(fn)
@@ -194,16 +265,51 @@ def kernel(fn=None, allocates=False):
     return dispatcher
 
 
+class LazyRule:
+    """A rule whose numba dispatcher is made when first needed: when a kernel being compiled
+    types a call to it (numba reads ``_numba_type_``), or when Python calls it or reads any
+    other dispatcher attribute.  A process that loads its kernels from the cache makes none
+    of them (~200 dispatchers at ~0.06 ms each).  Name, docstring and module are the
+    function's."""
+
+    def __init__(self, fn, options):
+        functools.update_wrapper(self, fn)
+        self._fn, self._options, self._dispatcher = fn, options, None
+
+    @property
+    def dispatcher(self):
+        if self._dispatcher is None:
+            with _LAZY_LOCK:  # one dispatcher per rule, whichever thread asks first
+                if self._dispatcher is None:
+                    self._dispatcher = numba.njit(**self._options)(self._fn)
+        return self._dispatcher
+
+    def __getattr__(self, name):  # _numba_type_, py_func, overloads, ...: the dispatcher's
+        if name.startswith("__") or name in ("_fn", "_options", "_dispatcher"):
+            raise AttributeError(name)
+        return getattr(self.dispatcher, name)
+
+    def __call__(self, *args, **kwargs):
+        return self.dispatcher(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<rule {self.__qualname__}>"
+
+
+_LAZY_LOCK = threading.Lock()
+
+
 def rule(fn=None, inline=False):
     """Compile a derivative rule or kernel helper; called only from kernels, never allocates.
 
     ``inline=True`` has LLVM inline it wherever it is called (numba's ``forceinline``): a
     rule too big for LLVM's inliner stays a call, and an elementwise loop with a call in it
     does not vectorise.  A function compiled already is returned as it is, so a row can
-    take a rule compiled with ``inline=True``.
+    take a rule compiled with ``inline=True``.  The dispatcher is made on first use
+    (``LazyRule``).
     """
     if fn is None:
         return functools.partial(rule, inline=inline)
-    if isinstance(fn, numba.core.dispatcher.Dispatcher):
+    if isinstance(fn, (LazyRule, numba.core.dispatcher.Dispatcher)):
         return fn
-    return numba.njit(**(dict(NO_ALLOC, forceinline=True) if inline else NO_ALLOC))(fn)
+    return LazyRule(fn, dict(NO_ALLOC, forceinline=True) if inline else NO_ALLOC)

@@ -3,9 +3,11 @@
 
 LAPACK is reached through numba's own helpers (``numba_xxgetrf``, ``numba_ez_gesdd``, ...),
 which look the routine up in ``scipy.linalg.cython_lapack`` on their first *call*: a
-process that never replays a decomposition never imports scipy's LAPACK.  The signatures
-come from the class methods of ``numba.np.linalg._LAPACK``; instantiating that class would
-import scipy.linalg now.  The ``ez`` helpers allocate LAPACK's workspace themselves (C
+process that never replays a decomposition never imports scipy's LAPACK.  Their signatures
+are the ones the class methods of ``numba.np.linalg._LAPACK`` give, written out (as
+``ops_linalg`` does for gemm, and tests/test_startup.py checks they agree): importing
+``numba.np.linalg`` would cost a fresh process ~17 ms.  LAPACK's character arguments are
+ints made here (``D``, ``U``, ...), never ``ord()`` inside a kernel.  The ``ez`` helpers allocate LAPACK's workspace themselves (C
 malloc, not numba's runtime), so kernels stay allocation-free.
 
 Row-major and column-major: LAPACK reads a row-major ``(m, n)`` buffer as the
@@ -27,24 +29,21 @@ Invariants
 * LAPACK failures (a singular or indefinite matrix, no convergence) and non-finite
   inputs give NaN outputs: kernels cannot raise, and numpy raises at record time.
 """
-import numba
 import numpy as np
 from numba import types
 from numba.extending import intrinsic
-from numba.np.linalg import _BLAS, _LAPACK
 
 from .compile import rule
-from .ops_linalg import float_pointer
+from .ops_linalg import D, F64P, N, T, float_pointer, xxgemm
 
-_F64 = numba.float64
-_gemm = _BLAS.numba_xxgemm(_F64)
-getrf = _LAPACK.numba_xxgetrf(_F64)
-getri = _LAPACK.numba_ez_xxgetri(_F64)
-gesv = _LAPACK.numba_xgesv(_F64)
-potrf = _LAPACK.numba_xxpotrf(_F64)
-syevd = _LAPACK.numba_ez_xxxevd(_F64)
-gesdd = _LAPACK.numba_ez_gesdd(_F64)
-D = ord("d")
+_I, _C, _P, _IP = types.intp, types.char, F64P, types.CPointer(types.int32)
+getrf = types.ExternalFunction("numba_xxgetrf", types.int32(_C, _I, _I, _P, _I, _IP))
+getri = types.ExternalFunction("numba_ez_xxgetri", types.int32(_C, _I, _P, _I, _IP))
+gesv = types.ExternalFunction("numba_xgesv", types.int32(_C, _I, _I, _P, _I, _IP, _P, _I))
+potrf = types.ExternalFunction("numba_xxpotrf", types.int32(_C, _C, _I, _P, _I))
+syevd = types.ExternalFunction("numba_ez_xxxevd", types.int32(_C, _C, _C, _I, _P, _I, _P))
+gesdd = types.ExternalFunction("numba_ez_gesdd", types.int32(_C, _C, _I, _I, _P, _I, _P, _P, _I, _P, _I))
+U, V, S = ord("U"), ord("V"), ord("S")
 _ONE, _MINUS_ONE, _ZERO = np.ones(1), -np.ones(1), np.zeros(1)
 
 
@@ -91,7 +90,7 @@ def mm(ta, tb, m, n, k, negate, x, y, accumulate, z):
                 zs[i] = 0.0
         return
     # row-major Z = X Y is column-major Zᵀ = Yᵀ Xᵀ: BLAS sees the operands swapped
-    _gemm(D, ord("T") if tb else ord("N"), ord("T") if ta else ord("N"), n, m, k,
+    xxgemm(D, T if tb else N, T if ta else N, n, m, k,
           (_MINUS_ONE if negate else _ONE).ctypes, float_pointer(y), k if tb else n,
           float_pointer(x), m if ta else k, (_ONE if accumulate else _ZERO).ctypes,
           float_pointer(z), n)

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import checks as C
 from .compile import rule
-from .lapack import (D, all_finite, at, copy, entry, fill_nan, gesv, getrf, int_pointer, inverse, mm,
+from .lapack import (D, U, all_finite, at, copy, entry, fill_nan, gesv, getrf, int_pointer, inverse, mm,
                      pivot_sign, potrf, ptr, transpose_copy)
 from .oprow import Op
 
@@ -173,7 +173,7 @@ def cholesky_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
         copy(vals, oa + t * n * n, vals, el, n * n)
         # the lower triangle of row-major A is the upper one of column-major Aᵀ: potrf 'U'
         # leaves U with Uᵀ U = A there, which read row-major is L
-        if n and potrf(D, ord("U"), n, ptr(vals, el), n) != 0:
+        if n and potrf(D, U, n, ptr(vals, el), n) != 0:
             fill_nan(vals, el, n * n)
             continue
         for i in range(n):

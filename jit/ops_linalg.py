@@ -15,19 +15,25 @@ Invariants
   strides 0 or the matrix size, ta/tb flag an operand stored transposed (``checks.matmul``).
 * Told SET, the first product of each adjoint block assigns (beta = 0): ``overwrites``.
 """
-import numba
 import numpy as np
 from numba.core import types
 from numba.extending import intrinsic
-from numba.np.linalg import _BLAS
 
 from . import checks as C
 from .compile import rule
 from .oprow import SLOT_BITS, SLOT_MASK, Op
 
-# The class method, not an instance: instantiating would import scipy.linalg (0.1 s) now
-# instead of at the first matrix product, when numba's helper looks dgemm up.
-_xxgemm = _BLAS.numba_xxgemm(numba.float64)
+# numba's C helper for BLAS gemm, which looks dgemm up in scipy on its first call (so scipy's
+# BLAS is imported at the first matrix product, not now).  Its signature is the one
+# numba.np.linalg._BLAS.numba_xxgemm gives (tests/test_startup.py checks), written out: importing
+# numba.np.linalg loads numba's array and string implementations, ~17 ms of a fresh process
+# that only loads cached kernels.  BLAS's character arguments are ints made here: ord() in a
+# kernel would make every load of its cached code import numba's unicode support.
+F64P = types.CPointer(types.float64)
+xxgemm = types.ExternalFunction("numba_xxgemm", types.int32(
+    types.char, types.char, types.char, types.intp, types.intp, types.intp, F64P, F64P, types.intp, F64P,
+    types.intp, F64P, F64P, types.intp))
+D, T, N = ord("d"), ord("T"), ord("N")
 _ONE = np.ones(1)
 _ZERO = np.zeros(1)
 
@@ -87,7 +93,7 @@ def gemm(ta, tb, m, n, k, x, y, beta, z, oz):
                     row[j] += xi * py[j]
         return
     # Row-major Z = X Y is column-major Z^T = Y^T X^T, so BLAS sees the operands swapped.
-    _xxgemm(ord("d"), ord("T") if tb else ord("N"), ord("T") if ta else ord("N"),
+    xxgemm(D, T if tb else N, T if ta else N,
             n, m, k, _ONE.ctypes, float_pointer(y), k if tb else n,
             float_pointer(x), m if ta else k, (_ONE if beta != 0.0 else _ZERO).ctypes,
             z[oz:].ctypes, n)

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import checks as C
 from .compile import rule
-from .lapack import D, all_finite, at, copy, entry, fill_nan, gesdd, mm, ptr, syevd, transpose_in_place
+from .lapack import D, S, U, V, all_finite, at, copy, entry, fill_nan, gesdd, mm, ptr, syevd, transpose_in_place
 from .oprow import Op
 
 
@@ -68,7 +68,7 @@ def eigh_fwd(vals, ints, oo, oa, ob, size, ia, p, q, ext, xs):
         # A's lower triangle is the upper one of column-major Aᵀ: syevd 'U'; the eigenvectors
         # come back as columns of a column-major matrix, read row-major as Vᵀ
         if n and (not lower_finite(vals, a, n)
-                  or syevd(D, ord("V"), ord("U"), n, ptr(vals, v), n, ptr(vals, w)) != 0):
+                  or syevd(D, V, U, n, ptr(vals, v), n, ptr(vals, w)) != 0):
             fill_nan(vals, w, n)
             fill_nan(vals, v, n * n)
         else:
@@ -108,7 +108,7 @@ def svd_into(vals, a, work, m, n, u, s, vh):
     if k == 0:
         return
     copy(vals, a, vals, work, m * n)
-    if not all_finite(vals, work, m * n) or gesdd(D, ord("S"), n, m, ptr(vals, work), n, ptr(vals, s),
+    if not all_finite(vals, work, m * n) or gesdd(D, S, n, m, ptr(vals, work), n, ptr(vals, s),
                                                    ptr(vals, vh), n, ptr(vals, u), k) != 0:
         fill_nan(vals, u, m * k)
         fill_nan(vals, s, k)

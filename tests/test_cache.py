@@ -187,9 +187,9 @@ ADD_SYMBOL = textwrap.dedent("""
     import glob, pickle, compile
     for path in glob.glob({pattern!r}, recursive=True):
         with open(path, "rb") as f:
-            symbols, reduced = pickle.loads(compile._opened(f.read()))
+            symbols, *rest = pickle.loads(compile._opened(f.read()))
         with open(path, "wb") as f:
-            f.write(compile._sealed(pickle.dumps((symbols + [{symbol!r}], reduced), protocol=-1)))
+            f.write(compile._sealed(pickle.dumps((symbols + [{symbol!r}], *rest), protocol=-1)))
         print(path)
 """)
 
@@ -234,3 +234,49 @@ def test_a_first_gradient_from_the_cache_does_not_start_numbas_runtime(tmp_path)
     if started == "unknown":
         pytest.skip("this numba keeps its runtime state elsewhere")
     assert started == "False"
+
+
+# --- loading without parsing the kernel's LLVM module ---------------------------------------
+
+PROBE_LINK = textwrap.dedent("""
+    import numba, main, compile
+    first = main.run(0.0)
+    (cres,) = main.run.overloads.values()
+    parsed = cres.library._shared_module is not None
+
+    @numba.njit
+    def caller(x):  # compiled here, after main.run was loaded: links main.run's LLVM module
+        return main.run(x) + 10.0
+
+    print(first, sum(main.run.stats.cache_hits.values()), type(cres.library).__name__, parsed, caller(1.0))
+""")
+
+
+@pytest.mark.skipif(not compile_module._LAZY_LOADS, reason="this numba's loads take numba's own path")
+def test_a_cached_kernel_loads_without_its_llvm_module_and_links_later(tmp_path):
+    """A load registers the kernel's symbols from its data file and leaves its LLVM module
+    unparsed; a kernel compiled later that calls it still links it in (parsed then)."""
+    folder, cache = _package(tmp_path, MAIN_STAMPED), tmp_path / "cache"
+    assert _run(folder, PROBE_LINK, NUMBA_CACHE_DIR=str(cache)).split()[:2] == ["1.0", "0"]
+    assert _run(folder, PROBE_LINK, NUMBA_CACHE_DIR=str(cache)).split() == [
+        "1.0", "1", "_LazyLinkLibrary", "False", "12.0"]
+
+
+# --- numba's third-party extensions --------------------------------------------------------
+
+PROBE_EXTENSION = ("import builtins, main; print(main.run(0.0), sum(main.run.stats.cache_hits.values()), "
+                   "getattr(builtins, 'FAKE_EXTENSION_LOADED', False))")
+
+
+def test_a_compile_loads_numbas_extensions_and_a_cached_load_does_not(tmp_path):
+    """numba runs the ``numba_extensions`` entry points before it types a call; a kernel's
+    first call skips that, and a compile (a cache miss) still runs them before compiling."""
+    folder, cache = _package(tmp_path, MAIN_STAMPED), tmp_path / "cache"
+    (folder / "fake_extension.py").write_text(
+        "import builtins\n\ndef init():\n    builtins.FAKE_EXTENSION_LOADED = True\n")
+    info = folder / "fake_extension-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-extension\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[numba_extensions]\ninit = fake_extension:init\n")
+    assert _run(folder, PROBE_EXTENSION, NUMBA_CACHE_DIR=str(cache)) == "1.0 0 True"
+    assert _run(folder, PROBE_EXTENSION, NUMBA_CACHE_DIR=str(cache)) == "1.0 1 False"
