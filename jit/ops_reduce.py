@@ -89,7 +89,14 @@ def sum_bwd(vals, adj, ints, oo, oa, ob, n, ia, p, q, need_a, need_b, ext, xs):
             for k in range(m):
                 ga[k] += g
         return
-    for i in range(pre):  # views, not arena indices: the loop over j vectorises
+    sum_bwd_inner(adj, oo, oa, pre, m, post, p)
+
+
+@rule
+def sum_bwd_inner(adj, oo, oa, pre, m, post, p):
+    """SUM's adjoint over an inner axis: each operand element adds p * g.  Views, not arena
+    indices, so the loop over the inner axis vectorises."""
+    for i in range(pre):
         g = adj[oo + i * post:oo + (i + 1) * post]
         for k in range(m):
             row = oa + (i * m + k) * post

@@ -29,7 +29,7 @@ Invariants
 """
 from .compile import rule
 from .ops_elementwise import put, zip_bwd_block, zip_fwd_block
-from .ops_reduce import SUM_BLOCK, sum_fwd
+from .ops_reduce import SUM_BLOCK, sum_bwd_inner, sum_fwd
 
 SOA_WORK = 9  # floats of ``work`` per point of a chunk: SUM's running sum and 8 lanes
 
@@ -144,14 +144,7 @@ def soa_sum_bwd(adj, ints, oo, oa, ia, p):
     """SUM's adjoint, ``ints[ia:]`` = (pre, m, post * cap): each operand element adds
     ``p * g`` (the product the one-point rule adds), here over array views, so that it
     vectorises."""
-    pre, m, post = ints[ia], ints[ia + 1], ints[ia + 2]
-    for i in range(pre):
-        g = adj[oo + i * post:oo + (i + 1) * post]
-        for k in range(m):
-            row = oa + (i * m + k) * post
-            ga = adj[row:row + post]
-            for j in range(post):
-                ga[j] += p * g[j]
+    sum_bwd_inner(adj, oo, oa, ints[ia], ints[ia + 1], ints[ia + 2], p)
 
 
 @rule
