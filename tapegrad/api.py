@@ -65,9 +65,19 @@ def _normalize_argnums(argnums, nargs):
 _FLOAT_SPEC = ("f", (), "<f8", "float")
 
 
+def _plain_spec(x):
+    """``leaf_spec`` of a plain float or float array (the common leaves, without its type
+    tests), or None for any other leaf."""
+    if type(x) is float:
+        return _FLOAT_SPEC
+    if type(x) is np.ndarray and x.dtype.kind == "f":
+        return ("f", x.shape, x.dtype.str, "array")
+    return None
+
+
 def _signature(args, argnums):
     """(leaves, treedef, specs, leaf_arg) of the arguments; raises on bad float arguments."""
-    specs = []  # the common call, every argument a float or a float array: no walk needed
+    specs = []  # every argument plain: no walk needed (_plain_spec inlined: 0.2 us a call)
     for x in args:
         if type(x) is float:
             specs.append(_FLOAT_SPEC)
@@ -83,9 +93,7 @@ def _signature(args, argnums):
         before = len(leaves)
         children.append(pytree.walk(arg, leaves))
         leaf_arg += [k] * (len(leaves) - before)
-    specs = tuple(_FLOAT_SPEC if type(x) is float
-                  else ("f", x.shape, x.dtype.str, "array") if type(x) is np.ndarray and x.dtype.kind == "f"
-                  else leaf_spec(x, k in argnums, k) for x, k in zip(leaves, leaf_arg))
+    specs = tuple(_plain_spec(x) or leaf_spec(x, k in argnums, k) for x, k in zip(leaves, leaf_arg))
     return leaves, ("tuple", tuple(children)), specs, tuple(leaf_arg)
 
 

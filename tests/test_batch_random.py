@@ -96,9 +96,12 @@ def check(data, cap, dask_chunks=None):
         batchprog.POINTS_MINOR = minor
         try:
             if dask_chunks is not None:
+                # first called on the points in reverse, so that this call ships the tape
+                # cached there (recorded at the last point) without computing a point
+                g = tg.batch_value_and_grad(f, argnums=argnums, in_axes=in_axes)
+                g(*[a[::-1] if ax is not None else a for a, ax in zip(args, in_axes)])
                 with dask.config.set(scheduler="threads"):
-                    values, grads = dask.compute(
-                        *tg.batch_value_and_grad(f, argnums=argnums, in_axes=in_axes)(*args))
+                    values, grads = dask.compute(*g(*args))
             else:
                 values, grads = tg.batch_value_and_grad(f, argnums=argnums, in_axes=in_axes)(*args)
         finally:
